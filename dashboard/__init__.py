@@ -1,0 +1,1 @@
+"""Segrisk web dashboard and the `segrisk` command line."""

@@ -1,0 +1,218 @@
+"""The ``segrisk`` command.
+
+It lives in ``dashboard`` because that package sits on top of the import graph: ``serve`` and
+``train`` (later) need ``dashboard`` and ``models``, while ``warehouse`` may import neither.
+Heavy imports happen inside each command so ``segrisk --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+DEMO_DEFAULT_CUSTOMERS = 50_000
+DEMO_DEFAULT_SEED = 42
+DEMO_DATA_ROOT = Path("segrisk-data")
+SHARED_DATA_DIR = Path("..") / "shared" / "data"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _db_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help="warehouse file (default: $SEGRISK_DB, else ./segrisk.duckdb)",
+    )
+
+
+def _demo_data_dir(customers: int, seed: int) -> Path:
+    return DEMO_DATA_ROOT / f"demo-{customers}-seed{seed}"
+
+
+def _ensure_demo_data(customers: int = DEMO_DEFAULT_CUSTOMERS, seed: int = DEMO_DEFAULT_SEED) -> Path:
+    """Generate the demo bank once and reuse it: same size and seed give the same files."""
+    from warehouse.synthetic import generate_bank
+
+    folder = _demo_data_dir(customers, seed)
+    if (folder / "generation.json").exists():
+        _say(f"Using the synthetic bank in {folder} ({customers:,} customers, seed {seed}).")
+        return folder
+    _say(f"Generating the synthetic bank: {customers:,} customers, seed {seed}, into {folder}")
+    generate_bank(customers, seed, folder, progress=lambda m: _say(f"  {m}"))
+    return folder
+
+
+def _resolve_data_dir(spec_name: str, data_dir: str | None) -> Path:
+    from warehouse.errors import SourceError
+
+    if data_dir is not None:
+        folder = Path(data_dir)
+        if not folder.is_dir():
+            raise SourceError(f"--data-dir {folder} is not a folder.")
+        return folder
+    if spec_name == "demo":
+        return _ensure_demo_data()
+    if SHARED_DATA_DIR.is_dir():
+        return SHARED_DATA_DIR
+    raise SourceError(
+        f"Spec '{spec_name}' needs its data files: pass --data-dir with the folder that holds them."
+    )
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from warehouse.synthetic import generate_bank
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    _say(f"Generating {args.customers:,} customers with seed {args.seed} into {out}")
+    summary = generate_bank(args.customers, args.seed, out, progress=lambda m: _say(f"  {m}"))
+    counts = summary.get("row_counts", {})
+    listing = ", ".join(f"{name} {count:,}" for name, count in counts.items())
+    print(f"Wrote {out} in {time.perf_counter() - started:.1f} s: {listing}")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from warehouse.build import build_warehouse
+    from warehouse.db import default_db_path
+    from warehouse.spec import load_spec
+
+    spec, text = load_spec(args.spec)
+    data_dir = _resolve_data_dir(spec.name, args.data_dir)
+    db_path = default_db_path(args.db)
+    summary = build_warehouse(spec, text, data_dir, db_path, progress=_say)
+    _print_build(summary)
+    return 0
+
+
+def _print_build(summary) -> None:  # noqa: ANN001 - BuildSummary, imported lazily
+    print(f"Built {summary.db_path} (build {summary.build_id}) in {summary.seconds:.1f} s")
+    print(f"  customers: {summary.customers:,}; as-of date {summary.as_of_date}")
+    for source in summary.sources:
+        rules = ", ".join(f"{rule} {count:,}" for rule, count in source.quarantine_by_rule.items())
+        print(
+            f"  {source.kind}: {source.rows_in:,} in, {source.rows_out:,} kept, {source.rows_rejected:,} quarantined"
+            + (f" ({rules})" if rules else "")
+        )
+    supported = ", ".join(name for name, ok in summary.capabilities.items() if ok) or "none"
+    unsupported = ", ".join(name for name, ok in summary.capabilities.items() if not ok) or "none"
+    print(f"  supports: {supported}; not supported: {unsupported}")
+    print(f"  data tests: {sum(c.passed for c in summary.checks)}/{len(summary.checks)} passed")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from warehouse.checks import run_checks
+    from warehouse.db import default_db_path, read_only
+
+    db_path = default_db_path(args.db)
+    with read_only(db_path) as con:
+        results = run_checks(con)
+    for result in results:
+        mark = "PASS" if result.passed else "FAIL"
+        print(f"{mark}  {result.check_name:<24} {result.table_name:<22} {result.detail}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from warehouse.build import build_warehouse
+    from warehouse.db import default_db_path
+    from warehouse.spec import load_spec
+
+    data_dir = _ensure_demo_data(args.customers, args.seed)
+    spec, text = load_spec("demo")
+    summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
+    _print_build(summary)
+    print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
+    return 0
+
+
+def cmd_specs(args: argparse.Namespace) -> int:
+    from warehouse.spec import builtin_spec_names, load_spec
+
+    for name in builtin_spec_names():
+        spec, _ = load_spec(name)
+        print(f"{name:<16} {spec.description}")
+    return 0
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segrisk",
+        description="Customer personas, credit risk and early warnings over one DuckDB warehouse.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    generate = commands.add_parser("generate", help="write the synthetic bank as Parquet files")
+    generate.add_argument("--customers", type=int, default=DEMO_DEFAULT_CUSTOMERS, help="number of customers (1,000 to 5,000,000)")
+    generate.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same seed, same files")
+    generate.add_argument("--out", required=True, help="folder to write the Parquet files into")
+    generate.set_defaults(handler=cmd_generate)
+
+    build = commands.add_parser("build", help="build the warehouse from a dataset spec")
+    build.add_argument("--spec", required=True, help="built-in spec name (see `segrisk specs`) or a spec file (.toml/.yaml)")
+    build.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder holding the spec's files (demo: a `segrisk generate` folder, generated if omitted; "
+        "others: defaults to ../shared/data when it exists)",
+    )
+    _db_argument(build)
+    build.set_defaults(handler=cmd_build)
+
+    check = commands.add_parser("check", help="run the data tests on a warehouse; exit 1 if one fails")
+    _db_argument(check)
+    check.set_defaults(handler=cmd_check)
+
+    demo = commands.add_parser("demo", help="generate (if needed) and build the demo warehouse")
+    demo.add_argument("--customers", type=int, default=DEMO_DEFAULT_CUSTOMERS, help="size of the synthetic bank")
+    demo.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed of the synthetic bank")
+    _db_argument(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    specs = commands.add_parser("specs", help="list the built-in dataset specs")
+    specs.set_defaults(handler=cmd_specs)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a user sees one clear line on failure, never a traceback."""
+    from warehouse.errors import SegriskError
+
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except SegriskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; the previous warehouse is unchanged.", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("SEGRISK_DEBUG"):
+            raise
+        print(
+            f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(set SEGRISK_DEBUG=1 to see the details).",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

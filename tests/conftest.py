@@ -1,0 +1,68 @@
+"""Shared fixtures: small warehouses built in tmp_path from the fixture files or the synthetic bank."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from warehouse.build import BuildSummary, build_warehouse
+from warehouse.spec import load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+#: The real public datasets sit beside the repository in CI; a user's clone may not have them.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+needs_shared_data = pytest.mark.skipif(
+    not SHARED_DATA.is_dir(), reason="../shared/data is absent (it exists in CI, not in a user's clone)"
+)
+
+Builder = Callable[..., BuildSummary]
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def build(tmp_path: Path) -> Builder:
+    """Build a warehouse from a built-in spec name or spec text; returns the build summary."""
+
+    def _build(
+        spec: str,
+        data_dir: Path = FIXTURES,
+        db_path: Path | None = None,
+        *,
+        spec_text: str | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> BuildSummary:
+        if spec_text is not None:
+            parsed, text = parse_spec(spec_text, f"{spec}.toml"), spec_text
+        else:
+            parsed, text = load_spec(spec)
+        target = db_path or tmp_path / f"{parsed.name}.duckdb"
+        return build_warehouse(parsed, text, data_dir, target, progress)
+
+    return _build
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic bank (2,000 customers), generated once per test session."""
+    from warehouse.synthetic import generate_bank
+
+    folder = tmp_path_factory.mktemp("demo-data")
+    generate_bank(2_000, 7, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def demo_db(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo warehouse over the small synthetic bank, built once per test session."""
+    spec, text = load_spec("demo")
+    path = tmp_path_factory.mktemp("demo-db") / "demo.duckdb"
+    build_warehouse(spec, text, demo_data, path)
+    return path

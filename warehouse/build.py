@@ -1,0 +1,581 @@
+"""Build the warehouse from a dataset spec, atomically.
+
+Layers, all in one DuckDB file:
+
+* ``raw_<source>``        every row as loaded, with lineage (file, row, sha256, loaded_at);
+* ``quarantine_<source>`` rows that broke a rule, with the rule and a one-sentence reason;
+* ``stg_<source>``        a view: typed canonical columns of the rows that were kept;
+* ``customers``           the mart models read: one row per customer with engineered features;
+* ``meta_*``              what was built, from what, how long it took, and what the data supports.
+
+The build writes a new file beside the target and renames it over the target only once the
+data tests pass, so a failed or interrupted build leaves the previous warehouse byte-for-byte
+untouched, and readers holding the old file open are not disturbed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from . import SCHEMA_VERSION, __version__
+from .checks import CheckResult, run_checks
+from .db import connect_for_build, first_line, quote_ident
+from .dictionary import (
+    CUSTOMERS_GRAIN,
+    LINEAGE_DESCRIPTIONS,
+    META_TABLES,
+    QUARANTINE_COLUMNS,
+    SOURCE_TABLE_GRAIN,
+    comment_columns,
+    comment_table,
+)
+from .errors import BuildError, SegriskError
+from .features import (
+    FEATURE_DESCRIPTIONS,
+    TARGET,
+    age_band,
+    log_description,
+    log_feature_name,
+    log_features,
+    ratio_features,
+    snapshot_features,
+    transaction_features,
+)
+from .sources import SourceFile, resolve_files, scan_file, sha256_of
+from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
+from .staging import (
+    REJECTED,
+    SOURCE_FILE,
+    SOURCE_ROW,
+    column_rules,
+    describe_rejections,
+    flag_rejections,
+    staged_columns,
+    staging_view_sql,
+    wide_snapshots_frame,
+    wide_snapshots_view_sql,
+    with_typed,
+)
+
+Progress = Callable[[str], None]
+
+_QUARANTINE_DDL = (
+    "source_file VARCHAR, source_row BIGINT, rule VARCHAR, column_name VARCHAR, reason VARCHAR, raw_record VARCHAR"
+)
+_META_DDL = {
+    "meta_builds": "build_id VARCHAR, spec_name VARCHAR, spec_text VARCHAR, data_dir VARCHAR, "
+    "started_at TIMESTAMP, finished_at TIMESTAMP, duration_seconds DOUBLE, schema_version INTEGER, "
+    "segrisk_version VARCHAR, as_of_date DATE",
+    "meta_sources": "source VARCHAR, source_file VARCHAR, file_format VARCHAR, size_bytes BIGINT, "
+    "sha256 VARCHAR, rows_read BIGINT, loaded_at TIMESTAMP",
+    "meta_row_counts": "source VARCHAR, raw_table VARCHAR, staged_view VARCHAR, quarantine_table VARCHAR, "
+    "rows_in BIGINT, rows_out BIGINT, rows_rejected BIGINT",
+    "meta_step_durations": "step_order INTEGER, step VARCHAR, seconds DOUBLE",
+    "meta_capabilities": "capability VARCHAR, is_supported BOOLEAN, reason VARCHAR",
+    "meta_columns": "column_name VARCHAR, origin VARCHAR, role VARCHAR, measure VARCHAR, "
+    "is_model_feature BOOLEAN, is_skewed_amount BOOLEAN",
+    "meta_check_results": "check_name VARCHAR, table_name VARCHAR, passed BOOLEAN, failing_rows BIGINT, detail VARCHAR",
+}
+
+
+@dataclass
+class SourceResult:
+    """What loading one source produced."""
+
+    kind: str
+    rows_in: int
+    rows_rejected: int
+    quarantine_by_rule: dict[str, int]
+    staged: pl.LazyFrame | None = None
+    features: pl.DataFrame | None = None
+
+    @property
+    def rows_out(self) -> int:
+        return self.rows_in - self.rows_rejected
+
+
+@dataclass
+class BuildSummary:
+    """What a build did, for the CLI to print and tests to inspect."""
+
+    build_id: str
+    db_path: Path
+    spec_name: str
+    as_of_date: date
+    customers: int
+    sources: list[SourceResult]
+    capabilities: dict[str, bool]
+    checks: list[CheckResult]
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return sum(seconds for _, seconds in self.steps)
+
+
+class _Steps:
+    """Times each build step and reports it as a progress line."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.done: list[tuple[str, float]] = []
+
+    def run(self, name: str, action: Callable[[], object]) -> object:
+        started = time.perf_counter()
+        result = action()
+        seconds = time.perf_counter() - started
+        self.done.append((name, seconds))
+        self.progress(f"  {name} ({seconds:.1f} s)")
+        return result
+
+
+def build_warehouse(
+    spec: DatasetSpec,
+    spec_text: str,
+    data_dir: Path,
+    db_path: Path,
+    progress: Progress | None = None,
+) -> BuildSummary:
+    """Build the warehouse for ``spec`` from ``data_dir`` into ``db_path``, replacing it atomically."""
+    say = progress or (lambda _message: None)
+    db_path = db_path.resolve()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    temp_path = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
+    _remove_database(temp_path)
+    say(f"Building {db_path.name} from spec '{spec.name}' (data: {data_dir})")
+    try:
+        con = connect_for_build(temp_path)
+        try:
+            summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(temp_path, db_path)
+        return summary
+    except SegriskError:
+        _remove_database(temp_path)
+        raise
+    except duckdb.Error as exc:
+        _remove_database(temp_path)
+        raise BuildError(f"The build failed in DuckDB: {first_line(exc)}; the previous warehouse is unchanged.") from exc
+    except pl.exceptions.PolarsError as exc:
+        _remove_database(temp_path)
+        raise BuildError(f"The build failed in Polars: {first_line(exc)}; the previous warehouse is unchanged.") from exc
+    except BaseException:
+        _remove_database(temp_path)
+        raise
+
+
+def _remove_database(path: Path) -> None:
+    for candidate in (path, path.with_name(path.name + ".wal")):
+        candidate.unlink(missing_ok=True)
+
+
+class _Builder:
+    """One build's state: the connection, the spec and what each source produced."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        spec: DatasetSpec,
+        spec_text: str,
+        data_dir: Path,
+        db_path: Path,
+        say: Progress,
+    ) -> None:
+        self.con = con
+        self.spec = spec
+        self.spec_text = spec_text
+        self.data_dir = data_dir
+        self.db_path = db_path
+        self.say = say
+        self.steps = _Steps(say)
+        self.started = datetime.now(UTC).replace(tzinfo=None)
+        self.results: dict[str, SourceResult] = {}
+        self.file_rows: list[tuple] = []
+        self.known_keys: pl.Series | None = None
+        self.raw_schemas: dict[str, pl.Schema] = {}
+        self.raw_frames: dict[str, pl.LazyFrame] = {}
+        self.as_of = self.started.date()
+
+    # -- orchestration -----------------------------------------------------------------
+    def run(self) -> BuildSummary:
+        self._create_meta_tables()
+        for kind, source in self.spec.sources():
+            self.steps.run(f"{kind}: load, validate, stage", lambda k=kind, s=source: self._load_source(k, s))
+        if self.spec.customers is not None and self.spec.customers.wide_snapshots is not None:
+            self.steps.run("snapshots: unpivot per-period columns", self._wide_snapshots)
+        customers = self.steps.run("customers: engineer features", self._customers_mart)
+        assert isinstance(customers, pl.DataFrame)
+        capabilities = self._capabilities(customers)
+        self.steps.run("comments: data dictionary", self._comment_all)
+        checks = self.steps.run("checks: data tests", lambda: run_checks(self.con))
+        assert isinstance(checks, list)
+        failed = [check for check in checks if not check.passed]
+        if failed:
+            detail = "; ".join(f"{c.check_name} on {c.table_name}: {c.detail}" for c in failed[:3])
+            raise BuildError(f"The build's data tests failed ({detail}); the previous warehouse is unchanged.")
+        build_id = self._record_build(checks)
+        summary = BuildSummary(
+            build_id=build_id,
+            db_path=self.db_path,
+            spec_name=self.spec.name,
+            as_of_date=self.as_of,
+            customers=customers.height,
+            sources=list(self.results.values()),
+            capabilities=capabilities,
+            checks=checks,
+            steps=self.steps.done,
+        )
+        return summary
+
+    def _create_meta_tables(self) -> None:
+        for table, ddl in _META_DDL.items():
+            self.con.execute(f"CREATE TABLE {table} ({ddl})")
+
+    # -- sources -----------------------------------------------------------------------
+    def _load_source(self, kind: str, source: SourceSpec) -> None:
+        files = resolve_files(kind, source, self.data_dir)
+        frames = [scan_file(kind, file, source) for file in files]
+        raw = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+        self.raw_schemas[kind] = raw.collect_schema()
+        self.raw_frames[kind] = raw
+        rows_in = self._write_raw(kind, files, frames)
+        self.say(f"  {kind}: {rows_in:,} rows loaded from {len(files)} file(s)")
+
+        now = self.started
+        rules = column_rules(source, now)
+        known = self.known_keys if kind != "customers" else None
+        unique_key = kind in ("customers", "applications")
+        flagged = flag_rejections(with_typed(raw, source), rules, unique_key=unique_key, known_keys=known)
+        raw_columns = [c for c in self.raw_schemas[kind] if c not in (SOURCE_FILE, SOURCE_ROW)]
+        quarantine_lf = describe_rejections(flagged.filter(pl.col(REJECTED)), rules, raw_columns, known_keys=known)
+        staged = staged_columns(flagged.filter(~pl.col(REJECTED)), source)
+
+        result = SourceResult(kind, rows_in, 0, {})
+        if kind in ("transactions", "snapshots"):
+            # Event tables are large: aggregate in the same pass instead of keeping the rows.
+            features_lf = self._event_features(kind, staged)
+            quarantine, features = pl.collect_all([quarantine_lf, features_lf])
+            result.features = features
+        else:
+            quarantine, staged_df = pl.collect_all([quarantine_lf, staged])
+            result.staged = staged_df.lazy()
+            if kind == "customers" or (kind == "applications" and self.known_keys is None):
+                self.known_keys = staged_df.get_column(CUSTOMER_KEY)
+        self._write_quarantine(kind, quarantine)
+        result.rows_rejected = quarantine.height
+        result.quarantine_by_rule = dict(
+            quarantine.group_by("rule").len().sort("rule").iter_rows()
+        )
+        self.results[kind] = result
+        self.con.execute(
+            staging_view_sql(f"stg_{kind}", f"raw_{kind}", f"quarantine_{kind}", source, self.raw_schemas[kind])
+        )
+        self.con.execute(
+            "INSERT INTO meta_row_counts VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [kind, f"raw_{kind}", f"stg_{kind}", f"quarantine_{kind}", rows_in, result.rows_out, result.rows_rejected],
+        )
+        if result.rows_rejected:
+            rules_text = ", ".join(f"{rule} {count:,}" for rule, count in result.quarantine_by_rule.items())
+            self.say(f"  {kind}: {result.rows_rejected:,} rows quarantined ({rules_text})")
+
+    def _write_raw(self, kind: str, files: list[SourceFile], frames: list[pl.LazyFrame]) -> int:
+        """Store every row as loaded; Parquet goes through DuckDB's own reader, the fastest path."""
+        table = quote_ident(f"raw_{kind}")
+        loaded_at = datetime.now(UTC).replace(tzinfo=None)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            digests = [pool.submit(sha256_of, file.path) for file in files]
+            created = False
+            rows_by_file: list[int] = []
+            for file, frame, digest in zip(files, frames, digests, strict=True):
+                verb = f"INSERT INTO {table} BY NAME" if created else f"CREATE TABLE {table} AS"
+                before = self._count(table) if created else 0
+                if file.is_parquet:
+                    self.con.execute(
+                        f"{verb} SELECT * EXCLUDE (file_row_number), ?::VARCHAR AS {SOURCE_FILE}, "
+                        f"file_row_number + 1 AS {SOURCE_ROW}, ?::VARCHAR AS _source_sha256, "
+                        "?::TIMESTAMP AS _loaded_at FROM read_parquet(?, file_row_number = true)",
+                        [file.label, digest.result(), loaded_at, str(file.path)],
+                    )
+                else:
+                    loaded = frame.collect()  # noqa: F841 - read by DuckDB's replacement scan below
+                    self.con.execute(
+                        f"{verb} SELECT *, ?::VARCHAR AS _source_sha256, ?::TIMESTAMP AS _loaded_at FROM loaded",
+                        [digest.result(), loaded_at],
+                    )
+                created = True
+                rows_by_file.append(self._count(table) - before)
+        for file, digest, rows in zip(files, digests, rows_by_file, strict=True):
+            self.con.execute(
+                "INSERT INTO meta_sources VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [kind, file.label, file.file_format, file.path.stat().st_size, digest.result(), rows, loaded_at],
+            )
+        return sum(rows_by_file)
+
+    def _count(self, table: str) -> int:
+        row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
+        return int(row[0]) if row else 0
+
+    def _write_quarantine(self, kind: str, quarantine: pl.DataFrame) -> None:
+        table = quote_ident(f"quarantine_{kind}")
+        self.con.execute(f"CREATE TABLE {table} ({_QUARANTINE_DDL})")
+        if quarantine.height:
+            self.con.execute(f"INSERT INTO {table} SELECT * FROM quarantine")
+
+    def _event_features(self, kind: str, staged: pl.LazyFrame) -> pl.LazyFrame:
+        if kind == "transactions":
+            assert self.spec.transactions is not None
+            last = staged.select(pl.col("occurred_at").max()).collect().item()
+            if last is not None:
+                self.as_of = last.date() + timedelta(days=1)
+            has_invoice = self.spec.transactions.has_column("invoice_id")
+            return transaction_features(staged, self.as_of, has_invoice=has_invoice)
+        assert self.spec.snapshots is not None
+        measures = [c.name for c in self.spec.snapshots.columns if c.name in SNAPSHOT_MEASURES]
+        return snapshot_features(staged, measures)
+
+    def _wide_snapshots(self) -> None:
+        customers = self.spec.customers
+        assert customers is not None and customers.wide_snapshots is not None
+        wide = customers.wide_snapshots
+        result = self.results["customers"]
+        assert result.staged is not None
+        # Raw per-period columns of the kept customers, keyed by their canonical customer_id.
+        kept = result.staged.select(CUSTOMER_KEY, SOURCE_FILE, SOURCE_ROW)
+        raw = self.raw_frames["customers"]
+        joined = kept.join(raw, on=[SOURCE_FILE, SOURCE_ROW], how="inner")
+        snapshots = wide_snapshots_frame(joined, wide).collect()
+        self.con.execute(wide_snapshots_view_sql("stg_snapshots", "stg_customers", "raw_customers", wide))
+        self.results["snapshots"] = SourceResult(
+            "snapshots", snapshots.height, 0, {}, features=snapshot_features(snapshots.lazy(), wide.measures).collect()
+        )
+        self.say(f"  snapshots: {snapshots.height:,} rows from {len(wide.periods)} periods")
+
+    # -- the customers mart ------------------------------------------------------------
+    def _base_customers(self) -> pl.LazyFrame:
+        customers = self.results.get("customers")
+        applications = self.results.get("applications")
+        lineage = [SOURCE_FILE, SOURCE_ROW]
+        if customers is not None and customers.staged is not None:
+            base = customers.staged.drop(lineage)
+            if applications is not None and applications.staged is not None:
+                base = base.join(applications.staged.drop(lineage), on=CUSTOMER_KEY, how="left")
+            return base
+        if applications is not None and applications.staged is not None:
+            return applications.staged.drop(lineage)
+        keys = [
+            result.features.select(CUSTOMER_KEY)
+            for result in self.results.values()
+            if result.features is not None
+        ]
+        return pl.concat(keys).unique().sort(CUSTOMER_KEY).lazy()
+
+    def _spec_columns(self) -> dict[str, tuple[str, str | None, str]]:
+        """Canonical spec columns of the customer-level sources: name -> (role, measure, description)."""
+        columns: dict[str, tuple[str, str | None, str]] = {}
+        for kind in ("customers", "applications"):
+            source = self.spec.source(kind)
+            if source is None:
+                continue
+            for column in source.columns:
+                unit = f" Unit: {column.unit}." if column.unit else ""
+                columns.setdefault(column.name, (column.role, column.measure, column.description + unit))
+        return columns
+
+    def _customers_mart(self) -> pl.DataFrame:
+        mart = self._base_customers()
+        target = self.spec.target
+        if target is not None and target.name in mart.collect_schema():
+            mart = mart.rename({target.name: TARGET})
+        for kind in ("transactions", "snapshots"):
+            result = self.results.get(kind)
+            if result is not None and result.features is not None:
+                mart = mart.join(result.features.lazy(), on=CUSTOMER_KEY, how="left")
+        if "txn_count" in mart.collect_schema():
+            mart = mart.with_columns(
+                pl.col(c).fill_null(0) for c in ("txn_count", "rfm_frequency", "rfm_monetary", "spend_12m")
+            )
+        spec_columns = self._spec_columns()
+        measures: dict[str, list[str]] = {}
+        for name, (_, measure, _) in spec_columns.items():
+            if measure is not None:
+                measures.setdefault(measure, []).append(name)
+        mart = ratio_features(mart, measures)
+        schema = mart.collect_schema()
+        skewed = [
+            name
+            for name, (role, measure, _) in spec_columns.items()
+            if (measure is not None or role == "amount") and name in schema
+        ] + [name for name in ("total_debt", "total_deposits", "rfm_monetary", "spend_12m") if name in schema]
+        mart = log_features(mart, skewed)
+        if "age" in schema:
+            mart = age_band(mart)
+        customers = mart.sort(CUSTOMER_KEY).collect()
+        self.con.execute("CREATE TABLE customers AS SELECT * FROM customers")
+        self._record_columns(customers, spec_columns, set(skewed))
+        return customers
+
+    def _record_columns(
+        self, customers: pl.DataFrame, spec_columns: dict[str, tuple[str, str | None, str]], skewed: set[str]
+    ) -> None:
+        target = self.spec.target
+        rows = []
+        for name, dtype in customers.schema.items():
+            if name == CUSTOMER_KEY:
+                rows.append((name, "key", "id", None, False, False))
+            elif name == TARGET and target is not None:
+                rows.append((name, "spec", "target", None, False, False))
+            elif name in spec_columns:
+                role, measure, _ = spec_columns[name]
+                usable = role in ("numeric", "categorical", "amount")
+                rows.append((name, "spec", role, measure, usable, name in skewed))
+            else:
+                usable = dtype.is_numeric() and not name.startswith("log_") or name == "age_band"
+                usable = usable and name not in ("first_txn_at", "last_txn_at")
+                rows.append((name, "engineered", "feature", None, usable, name in skewed))
+        self.con.executemany("INSERT INTO meta_columns VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def _capabilities(self, customers: pl.DataFrame) -> dict[str, bool]:
+        spec = self.spec
+        numeric_features = [
+            name for name, dtype in customers.schema.items() if dtype.is_numeric() and name != CUSTOMER_KEY
+        ]
+        has_target = TARGET in customers.columns
+        defaults = int(customers.get_column(TARGET).sum()) if has_target else 0
+        capabilities = {
+            "personas": (
+                len(numeric_features) >= 2 and customers.height >= 20,
+                f"needs 2+ numeric features and 20+ customers; has {len(numeric_features)} and {customers.height:,}",
+            ),
+            "rfm": (
+                spec.transactions is not None,
+                "needs transactions; " + ("has them" if spec.transactions is not None else "the spec has none"),
+            ),
+            "risk_model": (
+                has_target and 0 < defaults < customers.height,
+                "needs a target with both outcomes; "
+                + (f"has {defaults:,} defaults among {customers.height:,}" if has_target else "the spec has no target"),
+            ),
+            "early_warnings": (
+                spec.has_snapshots,
+                "needs periodic snapshots; " + ("has them" if spec.has_snapshots else "the spec has none"),
+            ),
+            "cross_sell": (
+                any(name.startswith("has_") for name in customers.columns),
+                "needs product-holding flags (has_* columns)",
+            ),
+        }
+        self.con.executemany(
+            "INSERT INTO meta_capabilities VALUES (?, ?, ?)",
+            [(name, ok, reason) for name, (ok, reason) in capabilities.items()],
+        )
+        return {name: ok for name, (ok, _) in capabilities.items()}
+
+    # -- comments and bookkeeping ------------------------------------------------------
+    def _comment_all(self) -> None:
+        con = self.con
+        for kind, schema in self.raw_schemas.items():
+            source = self.spec.source(kind)
+            assert source is not None
+            grain = SOURCE_TABLE_GRAIN[kind]
+            comment_table(con, f"raw_{kind}", f"Raw {kind} as loaded from the source files: {grain}, rejected rows included.")
+            used_by = {src: column.name for column in source.columns for src in column.source_columns}
+            raw_comments = {
+                name: f"Source column '{name}' as loaded"
+                + (f" (staged as {used_by[name]})." if name in used_by else " (not used by the spec).")
+                for name in schema
+                if name not in LINEAGE_DESCRIPTIONS
+            }
+            comment_columns(con, f"raw_{kind}", raw_comments | LINEAGE_DESCRIPTIONS)
+            comment_table(
+                con,
+                f"stg_{kind}",
+                f"Staged {kind}: {grain}; typed canonical columns of the raw rows that passed validation.",
+                view=True,
+            )
+            staged_comments = {
+                column.name: column.description + (f" Unit: {column.unit}." if column.unit else "")
+                for column in source.columns
+            }
+            staged_comments |= {c: LINEAGE_DESCRIPTIONS[c] for c in (SOURCE_FILE, SOURCE_ROW)}
+            comment_columns(con, f"stg_{kind}", staged_comments)
+            comment_table(con, f"quarantine_{kind}", f"Rejected {kind} rows: one row per rejected source row, with why.")
+            comment_columns(con, f"quarantine_{kind}", QUARANTINE_COLUMNS)
+        if self.spec.customers is not None and self.spec.customers.wide_snapshots is not None:
+            wide = self.spec.customers.wide_snapshots
+            comment_table(
+                con,
+                "stg_snapshots",
+                "Staged snapshots: one row per customer per period, unpivoted from per-period columns of the customer file.",
+                view=True,
+            )
+            comment_columns(
+                con,
+                "stg_snapshots",
+                {
+                    CUSTOMER_KEY: "The customer key.",
+                    "period": "First day of the period the values describe.",
+                    "period_index": "1 for the first period listed in the spec (the latest), counting on.",
+                }
+                | {name: m.description + (f" Unit: {m.unit}." if m.unit else "") for name, m in wide.measures.items()},
+            )
+        comment_table(con, "customers", CUSTOMERS_GRAIN)
+        spec_columns = self._spec_columns()
+        mart_comments: dict[str, str] = {}
+        for (name,) in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'customers' ORDER BY column_index"
+        ).fetchall():
+            if name == CUSTOMER_KEY:
+                mart_comments[name] = "The customer key (unique, never null)."
+            elif name in FEATURE_DESCRIPTIONS:
+                mart_comments[name] = FEATURE_DESCRIPTIONS[name]
+            elif name in spec_columns:
+                mart_comments[name] = spec_columns[name][2]
+            elif name.startswith("log_"):
+                mart_comments[name] = log_description(name.removeprefix("log_"))
+        comment_columns(con, "customers", mart_comments)
+        for table, (grain, columns) in META_TABLES.items():
+            comment_table(con, table, grain)
+            comment_columns(con, table, columns)
+
+    def _record_build(self, checks: list[CheckResult]) -> str:
+        digest = hashlib.sha256(self.spec_text.encode())
+        for (sha,) in self.con.execute("SELECT sha256 FROM meta_sources ORDER BY source, source_file").fetchall():
+            digest.update(sha.encode())
+        build_id = f"{self.started:%Y%m%dT%H%M%SZ}-{digest.hexdigest()[:10]}"
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        self.con.execute(
+            "INSERT INTO meta_builds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                build_id,
+                self.spec.name,
+                self.spec_text,
+                str(self.data_dir),
+                self.started,
+                finished,
+                (finished - self.started).total_seconds(),
+                SCHEMA_VERSION,
+                __version__,
+                self.as_of,
+            ],
+        )
+        self.con.executemany(
+            "INSERT INTO meta_step_durations VALUES (?, ?, ?)",
+            [(i + 1, name, seconds) for i, (name, seconds) in enumerate(self.steps.done)],
+        )
+        self.con.executemany(
+            "INSERT INTO meta_check_results VALUES (?, ?, ?, ?, ?)",
+            [(c.check_name, c.table_name, c.passed, c.failing_rows, c.detail) for c in checks],
+        )
+        return build_id

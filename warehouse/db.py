@@ -1,0 +1,73 @@
+"""The one module that opens DuckDB connections.
+
+Every other module asks here for a connection, so read-only mode, thread and memory
+settings, and the translation of DuckDB's errors into our own are decided once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from .errors import WarehouseError
+
+DEFAULT_DB_NAME = "segrisk.duckdb"
+DB_ENV_VAR = "SEGRISK_DB"
+
+#: DuckDB settings used while building; the memory limit keeps a 1M-customer build under 4 GB.
+BUILD_CONFIG = {"threads": 2, "memory_limit": "2GB", "preserve_insertion_order": True}
+
+
+def default_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """Resolve the warehouse path: ``--db``, then ``$SEGRISK_DB``, then ``./segrisk.duckdb``."""
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(DB_ENV_VAR)
+    return Path(from_env) if from_env else Path(DEFAULT_DB_NAME)
+
+
+def connect_for_build(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open a new warehouse file for writing (only ever a temporary file beside the target)."""
+    return duckdb.connect(str(path), config=dict(BUILD_CONFIG))
+
+
+def connect_memory() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection for scratch work that must not touch any file."""
+    return duckdb.connect(":memory:", config={"threads": 2})
+
+
+def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open an existing warehouse read-only; many readers may share one file."""
+    if not path.exists():
+        raise WarehouseError(
+            f"No warehouse at {path}: run `segrisk build` first, or pass --db with the file's path."
+        )
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"Could not open the warehouse {path} read-only: {first_line(exc)}") from exc
+
+
+@contextmanager
+def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Context manager form of :func:`connect_read_only` that always closes the connection."""
+    con = connect_read_only(path)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def first_line(exc: BaseException) -> str:
+    """DuckDB messages can span lines (hints, carets); a user needs the first one."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def quote_ident(name: str) -> str:
+    """Quote an identifier for DuckDB. Values are always bound; only names need this."""
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,293 @@
+"""Dataset specs: a declarative description of a bank's files, so new data needs no code change.
+
+A spec is a TOML or YAML file validated by the pydantic models below. It names up to four
+sources, each with fixed warehouse names so that every later layer can rely on them:
+
+* ``customers``     -> ``raw_customers`` / ``stg_customers``: one row per customer.
+* ``applications``  -> ``raw_applications`` / ``stg_applications``: one loan application per customer.
+* ``transactions``  -> ``raw_transactions`` / ``stg_transactions``: one row per transaction.
+* ``snapshots``     -> ``raw_snapshots`` / ``stg_snapshots``: one row per customer per period;
+  or ``customers.wide_snapshots`` when the periods are columns of the customer file.
+
+Every column is declared with its canonical name, type, role and a description that becomes
+the warehouse's column comment.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError
+
+ColumnType = Literal["int", "float", "string", "bool", "date", "timestamp"]
+Role = Literal["id", "numeric", "categorical", "target", "timestamp", "amount", "attribute"]
+#: What a money column means, so engineered ratios know their inputs without naming conventions.
+Measure = Literal["income", "instalment", "credit_limit", "card_balance", "debt", "deposit", "savings"]
+SourceKind = Literal["customers", "applications", "transactions", "snapshots"]
+
+SOURCE_KINDS: tuple[SourceKind, ...] = ("customers", "applications", "transactions", "snapshots")
+CUSTOMER_KEY = "customer_id"
+#: Canonical snapshot measures the feature and early-warning layers understand.
+SNAPSHOT_MEASURES = (
+    "balance",
+    "utilization",
+    "debt_to_income",
+    "credit_score",
+    "days_past_due",
+    "bill_amount",
+    "payment_amount",
+)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_RESERVED_PREFIX = "_"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvOptions(_Strict):
+    """How to read a delimited text file."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+    na_values: list[str] = Field(default_factory=lambda: ["", "NA"])
+    decimal: Literal[".", ","] = "."
+
+
+class ColumnSpec(_Strict):
+    """One warehouse column: where it comes from, its type, its role and its rules."""
+
+    name: str
+    description: str = Field(min_length=3)
+    type: ColumnType
+    role: Role
+    source: str | None = None
+    product_of: list[str] | None = Field(None, min_length=2)
+    unit: str | None = None
+    measure: Measure | None = None
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    greater_than: float | None = None
+    allowed: list[str] | None = None
+    mapping: dict[str, str] | None = None
+    mapping_default: str | None = None
+    format: str | None = None
+    positive: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"'{value}' must be snake_case (a-z, 0-9, _), starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnSpec:
+        if self.source is not None and self.product_of is not None:
+            raise ValueError("give either 'source' or 'product_of', not both")
+        if self.role == "target":
+            if self.positive is None:
+                raise ValueError("a target column needs 'positive': the source value that means default")
+            if self.type != "bool":
+                raise ValueError("a target column has type 'bool' (defaulted or not)")
+        if self.product_of is not None and self.type not in ("int", "float"):
+            raise ValueError("'product_of' makes a number: type must be 'int' or 'float'")
+        if self.measure is not None and self.type not in ("int", "float"):
+            raise ValueError("a column with a 'measure' is an amount: type must be 'int' or 'float'")
+        if self.mapping_default is not None and self.mapping is None:
+            raise ValueError("'mapping_default' needs a 'mapping'")
+        return self
+
+    @property
+    def source_columns(self) -> list[str]:
+        """The source file's columns this column is read from."""
+        if self.product_of is not None:
+            return list(self.product_of)
+        return [self.source if self.source is not None else self.name]
+
+    @property
+    def is_number(self) -> bool:
+        return self.type in ("int", "float")
+
+
+class WideMeasure(_Strict):
+    """One snapshot measure spread over per-period columns of the customer file."""
+
+    sources: list[str] = Field(min_length=1)
+    description: str = Field(min_length=3)
+    unit: str | None = None
+    scale: float = 1.0
+    clip_min: float | None = None
+
+
+class WideSnapshots(_Strict):
+    """Periods stored as columns (Taiwan's PAY_0..PAY_6): the build turns them into snapshot rows."""
+
+    periods: list[date] = Field(min_length=1)
+    measures: dict[str, WideMeasure] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> WideSnapshots:
+        for name, measure in self.measures.items():
+            if name not in SNAPSHOT_MEASURES:
+                raise ValueError(f"measure '{name}' is not one of {', '.join(SNAPSHOT_MEASURES)}")
+            if len(measure.sources) != len(self.periods):
+                raise ValueError(
+                    f"measure '{name}' has {len(measure.sources)} source columns "
+                    f"but there are {len(self.periods)} periods"
+                )
+        return self
+
+
+class SourceSpec(_Strict):
+    """One source: its files, how to read them, and its columns."""
+
+    files: list[str] = Field(min_length=1)
+    format: Literal["csv", "parquet", "xlsx"] | None = None
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    sheet: str | None = None
+    columns: list[ColumnSpec] = Field(min_length=1)
+    wide_snapshots: WideSnapshots | None = None
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SourceSpec:
+        seen: set[str] = set()
+        for column in self.columns:
+            if column.name in seen:
+                raise ValueError(f"column name '{column.name}' is declared twice")
+            seen.add(column.name)
+        if CUSTOMER_KEY not in seen:
+            raise ValueError(f"every source needs a column named '{CUSTOMER_KEY}' (the customer key)")
+        if self.column(CUSTOMER_KEY).type not in ("int", "string"):
+            raise ValueError(f"'{CUSTOMER_KEY}' must have type 'int' or 'string'")
+        return self
+
+    def column(self, name: str) -> ColumnSpec:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(name)
+
+    def has_column(self, name: str) -> bool:
+        return any(column.name == name for column in self.columns)
+
+    def file_format(self, file_name: str) -> str:
+        if self.format is not None:
+            return self.format
+        suffix = Path(file_name).suffix.lower()
+        return {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".xlsx": "xlsx"}.get(
+            suffix, "csv"
+        )
+
+
+class DatasetSpec(_Strict):
+    """A whole dataset: which sources it has and what they hold."""
+
+    name: str
+    description: str = ""
+    customers: SourceSpec | None = None
+    applications: SourceSpec | None = None
+    transactions: SourceSpec | None = None
+    snapshots: SourceSpec | None = None
+
+    @model_validator(mode="after")
+    def _roles(self) -> DatasetSpec:
+        if not any(self.source(kind) for kind in SOURCE_KINDS):
+            raise ValueError("a spec needs at least one of customers, applications, transactions, snapshots")
+        if self.transactions is not None:
+            for needed, role in (("occurred_at", "timestamp"), ("amount", "amount")):
+                if not self.transactions.has_column(needed):
+                    raise ValueError(f"transactions need a column '{needed}' (role {role})")
+        if self.snapshots is not None and not self.snapshots.has_column("period"):
+            raise ValueError("snapshots need a column 'period' (type date): the period's first day")
+        if self.snapshots is not None and self.customers is not None and self.customers.wide_snapshots:
+            raise ValueError("give snapshots either as a 'snapshots' source or as customers.wide_snapshots")
+        targets = [
+            f"{kind}.{column.name}"
+            for kind in SOURCE_KINDS
+            if (source := self.source(kind)) is not None
+            for column in source.columns
+            if column.role == "target"
+        ]
+        if len(targets) > 1:
+            raise ValueError(f"only one target column is allowed, found {', '.join(targets)}")
+        return self
+
+    def source(self, kind: str) -> SourceSpec | None:
+        return getattr(self, kind)
+
+    def sources(self) -> list[tuple[SourceKind, SourceSpec]]:
+        return [(kind, source) for kind in SOURCE_KINDS if (source := self.source(kind)) is not None]
+
+    @property
+    def target(self) -> ColumnSpec | None:
+        for _, source in self.sources():
+            for column in source.columns:
+                if column.role == "target":
+                    return column
+        return None
+
+    @property
+    def has_snapshots(self) -> bool:
+        return self.snapshots is not None or (
+            self.customers is not None and self.customers.wide_snapshots is not None
+        )
+
+
+def builtin_spec_names() -> list[str]:
+    """Names of the specs shipped with Segrisk (``demo``, ``german-credit``, ...)."""
+    folder = resources.files("warehouse") / "specs"
+    return sorted(entry.name.removesuffix(".toml") for entry in folder.iterdir() if entry.name.endswith(".toml"))
+
+
+def load_spec(name_or_path: str | Path) -> tuple[DatasetSpec, str]:
+    """Load a built-in spec by name, or a spec file by path; return it with its source text."""
+    candidate = Path(name_or_path)
+    if str(name_or_path) in builtin_spec_names():
+        resource = resources.files("warehouse") / "specs" / f"{name_or_path}.toml"
+        return parse_spec(resource.read_text(encoding="utf-8"), f"{name_or_path}.toml"), resource.read_text(
+            encoding="utf-8"
+        )
+    if not candidate.exists():
+        known = ", ".join(builtin_spec_names())
+        raise SpecError(f"Spec '{name_or_path}' is neither a built-in spec ({known}) nor an existing file.")
+    try:
+        text = candidate.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"Spec file {candidate} could not be read as UTF-8 text: {exc}.") from exc
+    return parse_spec(text, str(candidate)), text
+
+
+def parse_spec(text: str, label: str) -> DatasetSpec:
+    """Parse TOML (``.toml``) or YAML (anything else) text into a validated spec."""
+    try:
+        if label.endswith(".toml"):
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise SpecError(f"Spec {label} does not parse: {reason}.") from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"Spec {label} must be a mapping of keys to values at the top level.")
+    try:
+        return DatasetSpec.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against the spec format in the README)"
+        elif error["type"] == "missing":
+            message = "this key is required"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise SpecError(f"Spec {label}: {where}: {message}{more}.") from exc

@@ -1,0 +1,447 @@
+"""Staging: turn a source's raw columns into typed, canonical columns, and find rejected rows.
+
+Each column spec compiles twice from the same rules:
+
+* to a Polars expression, used by the build to validate rows and engineer features;
+* to a DuckDB SQL expression, used by the ``stg_*`` views over the ``raw_*`` tables.
+
+The views let the warehouse keep one stored copy of each source (50 million transactions are
+written once, as loaded), while analysts still query typed, canonical ``stg_*`` names.
+``tests/test_staging.py`` checks that the two compilations agree row for row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from .db import quote_ident
+from .spec import CUSTOMER_KEY, ColumnSpec, CsvOptions, SourceSpec, WideSnapshots
+
+SOURCE_FILE = "_source_file"
+SOURCE_ROW = "_source_row"
+LINEAGE_COLUMNS = (SOURCE_FILE, SOURCE_ROW)
+REJECTED = "_rejected"
+
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "int": pl.Int64(),
+    "float": pl.Float64(),
+    "string": pl.String(),
+    "bool": pl.Boolean(),
+    "date": pl.Date(),
+    "timestamp": pl.Datetime("us"),
+}
+_SQL_TYPES = {
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "string": "VARCHAR",
+    "bool": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+}
+_TRUE_WORDS = ("true", "t", "1", "yes", "y")
+_FALSE_WORDS = ("false", "f", "0", "no", "n")
+_TYPE_WORDS = {
+    "int": "a whole number",
+    "float": "a number",
+    "string": "text",
+    "bool": "true or false",
+    "date": "a date",
+    "timestamp": "a date and time",
+}
+
+
+def polars_type(column: ColumnSpec) -> pl.DataType:
+    return _POLARS_TYPES[column.type]
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal for a value taken from the spec (view DDL cannot bind parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _is_text(dtype: pl.DataType) -> bool:
+    return dtype == pl.String or dtype == pl.Categorical or isinstance(dtype, pl.Enum)
+
+
+# --- Polars -------------------------------------------------------------------------------
+
+
+def _polars_cast_text(text: pl.Expr, column: ColumnSpec, decimal: str) -> pl.Expr:
+    """Cast a trimmed text expression to the column's type; unparseable values become null."""
+    if column.type in ("int", "float"):
+        number = text.str.replace(",", ".", literal=True) if decimal == "," else text
+        as_float = number.cast(pl.Float64, strict=False)
+        if column.type == "float":
+            return as_float
+        return pl.when(as_float == as_float.floor()).then(as_float.cast(pl.Int64, strict=False))
+    if column.type == "bool":
+        lower = text.str.to_lowercase()
+        return (
+            pl.when(lower.is_in(_TRUE_WORDS))
+            .then(pl.lit(True))
+            .when(lower.is_in(_FALSE_WORDS))
+            .then(pl.lit(False))
+            .otherwise(pl.lit(None, dtype=pl.Boolean))
+        )
+    if column.type == "date":
+        return text.str.to_date(column.format, strict=False)
+    if column.type == "timestamp":
+        return text.str.to_datetime(column.format, strict=False, time_unit="us")
+    return text
+
+
+def _polars_cast_native(value: pl.Expr, column: ColumnSpec) -> pl.Expr:
+    if column.type == "int":
+        as_float = value.cast(pl.Float64, strict=False)
+        return pl.when(as_float == as_float.floor()).then(as_float.cast(pl.Int64, strict=False))
+    return value.cast(polars_type(column), strict=False)
+
+
+def _polars_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> pl.Expr:
+    raw = pl.col(source)
+    dtype = schema[source]
+    if column.role == "target":
+        return raw.cast(pl.String).str.strip_chars() == pl.lit(column.positive)
+    if column.mapping is not None:
+        text = raw.cast(pl.String).str.strip_chars()
+        mapped = text.replace(column.mapping)
+        if column.mapping_default is not None:
+            mapped = pl.when(text.is_in(list(column.mapping))).then(mapped).otherwise(
+                pl.when(text.is_not_null()).then(pl.lit(column.mapping_default))
+            )
+        return _polars_cast_text(mapped, column, csv.decimal)
+    if _is_text(dtype):
+        return _polars_cast_text(raw.cast(pl.String).str.strip_chars(), column, csv.decimal)
+    return _polars_cast_native(raw, column)
+
+
+def polars_typed(column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> pl.Expr:
+    """The column's typed value computed from the raw frame, named with its canonical name."""
+    if column.product_of is not None:
+        as_float = column.model_copy(update={"type": "float", "product_of": None})
+        factors = [_polars_single(source, as_float, schema, csv) for source in column.product_of]
+        product = factors[0]
+        for factor in factors[1:]:
+            product = product * factor
+        expr = product if column.type == "float" else _polars_cast_native(product, column)
+    else:
+        expr = _polars_single(column.source_columns[0], column, schema, csv)
+    return expr.cast(polars_type(column)).alias(column.name)
+
+
+def raw_present(column: ColumnSpec) -> pl.Expr:
+    """True where every source value of the column is present in the raw row."""
+    present = [pl.col(source).is_not_null() for source in column.source_columns]
+    return pl.all_horizontal(present)
+
+
+# --- SQL ----------------------------------------------------------------------------------
+
+
+def _sql_cast_text(text: str, column: ColumnSpec, decimal: str) -> str:
+    if column.type in ("int", "float"):
+        number = f"replace({text}, ',', '.')" if decimal == "," else text
+        as_float = f"TRY_CAST({number} AS DOUBLE)"
+        if column.type == "float":
+            return as_float
+        return f"CASE WHEN {as_float} = floor({as_float}) THEN TRY_CAST({as_float} AS BIGINT) END"
+    if column.type == "bool":
+        true_words = ", ".join(sql_literal(word) for word in _TRUE_WORDS)
+        false_words = ", ".join(sql_literal(word) for word in _FALSE_WORDS)
+        return (
+            f"CASE WHEN lower({text}) IN ({true_words}) THEN true "
+            f"WHEN lower({text}) IN ({false_words}) THEN false END"
+        )
+    if column.type in ("date", "timestamp"):
+        if column.format is not None:
+            parsed = f"TRY_STRPTIME({text}, {sql_literal(column.format)})"
+        else:
+            parsed = f"TRY_CAST({text} AS TIMESTAMP)"
+        return f"CAST({parsed} AS {_SQL_TYPES[column.type]})"
+    return text
+
+
+def _sql_cast_native(value: str, column: ColumnSpec) -> str:
+    if column.type == "int":
+        as_float = f"TRY_CAST({value} AS DOUBLE)"
+        return f"CASE WHEN {as_float} = floor({as_float}) THEN TRY_CAST({as_float} AS BIGINT) END"
+    return f"TRY_CAST({value} AS {_SQL_TYPES[column.type]})"
+
+
+def _sql_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> str:
+    raw = quote_ident(source)
+    text = f"trim(CAST({raw} AS VARCHAR))"
+    if column.role == "target":
+        return f"({text} = {sql_literal(column.positive or '')})"
+    if column.mapping is not None:
+        whens = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in column.mapping.items())
+        fallback = sql_literal(column.mapping_default) if column.mapping_default is not None else text
+        mapped = f"(CASE {text} {whens} WHEN NULL THEN NULL ELSE {fallback} END)"
+        mapped = f"(CASE WHEN {raw} IS NULL THEN NULL ELSE {mapped} END)"
+        return _sql_cast_text(mapped, column, csv.decimal)
+    if _is_text(schema[source]):
+        return _sql_cast_text(text, column, csv.decimal)
+    return _sql_cast_native(raw, column)
+
+
+def sql_typed(column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> str:
+    """The SQL expression for the column's typed value over the raw table."""
+    if column.product_of is not None:
+        as_float = column.model_copy(update={"type": "float", "product_of": None})
+        product = " * ".join(f"({_sql_single(s, as_float, schema, csv)})" for s in column.product_of)
+        expr = product if column.type == "float" else _sql_cast_native(f"({product})", column)
+    else:
+        expr = _sql_single(column.source_columns[0], column, schema, csv)
+    return f"CAST({expr} AS {_SQL_TYPES[column.type]}) AS {quote_ident(column.name)}"
+
+
+def staging_view_sql(view: str, raw_table: str, quarantine_table: str, source: SourceSpec, schema: pl.Schema) -> str:
+    """``CREATE VIEW stg_x``: typed canonical columns of raw rows that were not quarantined."""
+    columns = ",\n  ".join(sql_typed(column, schema, source.csv) for column in source.columns)
+    return (
+        f"CREATE VIEW {quote_ident(view)} AS\nSELECT\n  {columns},\n"
+        f"  r.{SOURCE_FILE}, r.{SOURCE_ROW}\n"
+        f"FROM {quote_ident(raw_table)} AS r\n"
+        f"ANTI JOIN {quote_ident(quarantine_table)} AS q\n"
+        f"  ON q.source_file = r.{SOURCE_FILE} AND q.source_row = r.{SOURCE_ROW}"
+    )
+
+
+def wide_snapshots_view_sql(view: str, customers_view: str, raw_table: str, wide: WideSnapshots) -> str:
+    """``CREATE VIEW stg_snapshots`` from per-period columns of the customer file, one row per period."""
+    selects = []
+    for index, period in enumerate(wide.periods):
+        measures = []
+        for name, measure in wide.measures.items():
+            value = f"TRY_CAST(r.{quote_ident(measure.sources[index])} AS DOUBLE) * {measure.scale!r}"
+            if measure.clip_min is not None:
+                value = f"greatest({value}, {measure.clip_min!r})"
+            measures.append(f"{value} AS {quote_ident(name)}")
+        selects.append(
+            f"SELECT c.{CUSTOMER_KEY}, DATE '{period.isoformat()}' AS period, {', '.join(measures)}, "
+            f"{index + 1} AS period_index\n"
+            f"FROM {quote_ident(customers_view)} AS c JOIN {quote_ident(raw_table)} AS r "
+            f"ON r.{SOURCE_FILE} = c.{SOURCE_FILE} AND r.{SOURCE_ROW} = c.{SOURCE_ROW}"
+        )
+    return f"CREATE VIEW {quote_ident(view)} AS\n" + "\nUNION ALL\n".join(selects)
+
+
+def wide_snapshots_frame(raw_and_key: pl.LazyFrame, wide: WideSnapshots) -> pl.LazyFrame:
+    """The Polars twin of :func:`wide_snapshots_view_sql`: LazyFrame of raw columns + customer_id."""
+    frames = []
+    for index, period in enumerate(wide.periods):
+        measures = []
+        for name, measure in wide.measures.items():
+            value = pl.col(measure.sources[index]).cast(pl.Float64, strict=False) * measure.scale
+            if measure.clip_min is not None:
+                value = value.clip(lower_bound=measure.clip_min)
+            measures.append(value.alias(name))
+        frames.append(
+            raw_and_key.select(
+                pl.col(CUSTOMER_KEY),
+                pl.lit(period).alias("period"),
+                *measures,
+                pl.lit(index + 1, dtype=pl.Int32).alias("period_index"),
+            )
+        )
+    return pl.concat(frames).sort(CUSTOMER_KEY, "period")
+
+
+# --- Validation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validation rule: rows where ``failed`` holds are quarantined with ``reason``."""
+
+    name: str
+    column: str
+    failed: pl.Expr
+    reason: pl.Expr
+
+
+def _number(value: float) -> str:
+    """A limit from the spec as a person writes it: 18, not 18.0."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _shown(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.String).fill_null("(empty)")
+
+
+def column_rules(source: SourceSpec, now: datetime) -> list[Rule]:
+    """Row-level rules from the spec, in the order a row is judged (first failure wins).
+
+    Expects a frame holding the raw columns and the typed canonical columns prefixed ``__``.
+    """
+    rules: list[Rule] = []
+    key_column = source.column(CUSTOMER_KEY)
+    rules.append(
+        Rule(
+            "missing_key",
+            CUSTOMER_KEY,
+            ~raw_present(key_column),
+            pl.lit(f"{CUSTOMER_KEY} is empty; every row needs the customer key"),
+        )
+    )
+    for column in source.columns:
+        typed = pl.col(f"__{column.name}")
+        raw_value = pl.concat_str([_shown(pl.col(s)) for s in column.source_columns], separator=" x ")
+        rules.append(
+            Rule(
+                "wrong_type",
+                column.name,
+                raw_present(column) & typed.is_null(),
+                pl.format(
+                    "{}: expected {}, got '{}'",
+                    pl.lit(column.name),
+                    pl.lit(_TYPE_WORDS[column.type]),
+                    raw_value,
+                ),
+            )
+        )
+        if column.required and column.name != CUSTOMER_KEY:
+            rules.append(
+                Rule("missing_value", column.name, typed.is_null(), pl.lit(f"{column.name} is required but empty"))
+            )
+        if column.greater_than is not None:
+            rules.append(
+                Rule(
+                    "out_of_range",
+                    column.name,
+                    typed <= column.greater_than,
+                    pl.format("{}: {} is not above {}", pl.lit(column.name), _shown(typed), pl.lit(_number(column.greater_than))),
+                )
+            )
+        if column.min is not None:
+            rules.append(
+                Rule(
+                    "out_of_range",
+                    column.name,
+                    typed < column.min,
+                    pl.format("{}: {} is below the minimum {}", pl.lit(column.name), _shown(typed), pl.lit(_number(column.min))),
+                )
+            )
+        if column.max is not None:
+            rules.append(
+                Rule(
+                    "out_of_range",
+                    column.name,
+                    typed > column.max,
+                    pl.format("{}: {} is above the maximum {}", pl.lit(column.name), _shown(typed), pl.lit(_number(column.max))),
+                )
+            )
+        if column.allowed is not None:
+            rules.append(
+                Rule(
+                    "not_allowed",
+                    column.name,
+                    typed.is_not_null() & ~typed.cast(pl.String).is_in(column.allowed),
+                    pl.format(
+                        "{}: '{}' is not one of {}",
+                        pl.lit(column.name),
+                        _shown(typed),
+                        pl.lit(", ".join(column.allowed)),
+                    ),
+                )
+            )
+        if column.type in ("date", "timestamp"):
+            limit = now.date() if column.type == "date" else now
+            rules.append(
+                Rule(
+                    "future_timestamp",
+                    column.name,
+                    typed > pl.lit(limit),
+                    pl.format("{}: {} is in the future", pl.lit(column.name), _shown(typed)),
+                )
+            )
+    return rules
+
+
+def with_typed(lf: pl.LazyFrame, source: SourceSpec) -> pl.LazyFrame:
+    """Add each column's typed value as ``__name`` beside the raw columns."""
+    schema = lf.collect_schema()
+    return lf.with_columns(
+        polars_typed(column, schema, source.csv).alias(f"__{column.name}") for column in source.columns
+    )
+
+
+def flag_rejections(
+    typed: pl.LazyFrame,
+    rules: list[Rule],
+    *,
+    unique_key: bool,
+    known_keys: pl.Series | None,
+) -> pl.LazyFrame:
+    """Add ``_rejected``: whether any rule fails, a later duplicate, or an unknown customer."""
+    key = pl.col(f"__{CUSTOMER_KEY}")
+    failed = pl.any_horizontal([rule.failed.fill_null(False) for rule in rules])
+    if known_keys is not None:
+        failed = failed | (key.is_not_null() & ~key.is_in(known_keys.implode()))
+    flagged = typed.with_columns(failed.alias(REJECTED))
+    if unique_key:
+        # A duplicate is judged among otherwise-valid rows: the first valid one is kept.
+        duplicate = (~pl.col(REJECTED)) & key.is_not_null() & (pl.int_range(pl.len()).over(key, REJECTED) > 0)
+        flagged = flagged.with_columns((pl.col(REJECTED) | duplicate).alias(REJECTED))
+    return flagged
+
+
+def describe_rejections(
+    rejected: pl.LazyFrame,
+    rules: list[Rule],
+    raw_columns: list[str],
+    *,
+    known_keys: pl.Series | None,
+) -> pl.LazyFrame:
+    """For rejected rows only: the first failing rule, its column and a plain reason, plus the raw row."""
+    key = pl.col(f"__{CUSTOMER_KEY}")
+    checks = [(r.failed.fill_null(False), r.name, r.column, r.reason) for r in rules]
+    if known_keys is not None:
+        checks.append(
+            (
+                ~key.is_in(known_keys.implode()),
+                "unknown_customer",
+                CUSTOMER_KEY,
+                pl.format("{} {} is not in the customer file", pl.lit(CUSTOMER_KEY), _shown(key)),
+            )
+        )
+    checks.append(
+        (
+            pl.lit(True),
+            "duplicate_key",
+            CUSTOMER_KEY,
+            pl.format("duplicate {} {}: an earlier row has the same key", pl.lit(CUSTOMER_KEY), _shown(key)),
+        )
+    )
+    rule_name = _first_match([(failed, pl.lit(name)) for failed, name, _, _ in checks])
+    column_name = _first_match([(failed, pl.lit(column)) for failed, _, column, _ in checks])
+    reason = _first_match([(failed, why) for failed, _, _, why in checks])
+    raw_record = pl.struct([pl.col(c).cast(pl.String) for c in raw_columns]).struct.json_encode()
+    return rejected.select(
+        pl.col(SOURCE_FILE).alias("source_file"),
+        pl.col(SOURCE_ROW).alias("source_row"),
+        rule_name.alias("rule"),
+        column_name.alias("column_name"),
+        reason.alias("reason"),
+        raw_record.alias("raw_record"),
+    )
+
+
+def _first_match(branches: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
+    """``when(c1).then(v1).when(c2).then(v2)...``: the value of the first branch that holds."""
+    (first_condition, first_value), *rest = branches
+    chain = pl.when(first_condition).then(first_value)
+    for condition, value in rest:
+        chain = chain.when(condition).then(value)
+    return chain
+
+
+def staged_columns(typed: pl.LazyFrame, source: SourceSpec) -> pl.LazyFrame:
+    """Keep the typed canonical columns under their canonical names, with lineage."""
+    return typed.select(
+        *(pl.col(f"__{column.name}").alias(column.name) for column in source.columns),
+        *(pl.col(c) for c in LINEAGE_COLUMNS),
+    )
