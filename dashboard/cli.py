@@ -69,13 +69,28 @@ def _resolve_data_dir(spec_name: str, data_dir: str | None) -> Path:
 # --- commands -------------------------------------------------------------------------
 
 
+MIN_CUSTOMERS, MAX_CUSTOMERS = 1_000, 5_000_000
+
+
+def _check_size(customers: int) -> None:
+    from warehouse.errors import SegriskError
+
+    if not MIN_CUSTOMERS <= customers <= MAX_CUSTOMERS:
+        raise SegriskError(f"--customers must be between {MIN_CUSTOMERS:,} and {MAX_CUSTOMERS:,}, got {customers:,}.")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    from warehouse.errors import SegriskError
     from warehouse.synthetic import generate_bank
 
     started = time.perf_counter()
     out = Path(args.out)
+    _check_size(args.customers)
     _say(f"Generating {args.customers:,} customers with seed {args.seed} into {out}")
-    summary = generate_bank(args.customers, args.seed, out, progress=lambda m: _say(f"  {m}"))
+    try:
+        summary = generate_bank(args.customers, args.seed, out, progress=lambda m: _say(f"  {m}"))
+    except ValueError as exc:  # the generator's own sentence about its arguments
+        raise SegriskError(str(exc)) from exc
     counts = summary.get("row_counts", {})
     listing = ", ".join(f"{name} {count:,}" for name, count in counts.items())
     print(f"Wrote {out} in {time.perf_counter() - started:.1f} s: {listing}")
@@ -130,6 +145,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from warehouse.db import default_db_path
     from warehouse.spec import load_spec
 
+    _check_size(args.customers)
     data_dir = _ensure_demo_data(args.customers, args.seed)
     spec, text = load_spec("demo")
     summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
