@@ -216,3 +216,20 @@ def test_reader_of_old_file_is_not_disturbed_by_rebuild(build: Builder, previous
         reader.close()
     with duckdb.connect(str(previous), read_only=True) as fresh:
         assert fresh.execute("SELECT count(*) FROM customers").fetchall() == [(4,)]
+
+
+def test_lineage_across_several_files(build: Builder, tmp_path: Path) -> None:
+    data = write_dataset(tmp_path / "multi", GOOD_CUSTOMERS, GOOD_TRANSACTIONS)
+    (data / "customers.csv").rename(data / "customers_1.csv")
+    (data / "customers_2.csv").write_text("id,age,income,joined_at,segment\n10,40,1,2020-01-01,retail\n11,500,1,2020-01-01,retail\n")
+    spec = SPEC.replace('files = ["customers.csv"]', 'files = ["customers_*.csv"]')
+    summary = build("tiny", data, tmp_path / "multi.duckdb", spec_text=spec)
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        (file, row, raw_row, rule) = con.execute("SELECT source_file, source_row, raw_row, rule FROM quarantine_customers").fetchone()
+        assert (file, row, raw_row, rule) == ("customers_2.csv", 2, len(GOOD_CUSTOMERS) + 2, "out_of_range")
+        raw_age = con.execute("SELECT age FROM raw_customers WHERE rowid + 1 = ?", [raw_row]).fetchall()
+        assert raw_age == [("500",)]
+        ranges = con.execute("SELECT source_file, first_row, last_row FROM meta_sources WHERE source = 'customers' ORDER BY 2").fetchall()
+        assert ranges == [("customers_1.csv", 1, 3), ("customers_2.csv", 4, 5)]
+        kept = con.execute("SELECT customer_id, _source_row FROM stg_customers ORDER BY 2").fetchall()
+        assert kept == [(1, 1), (2, 2), (3, 3), (10, 4)]

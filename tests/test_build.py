@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from conftest import FIXTURES, SHARED_DATA, Builder, needs_shared_data
+from conftest import FIXTURES, SHARED_DATA, Builder, file_digest, needs_shared_data
 from warehouse.dictionary import missing_comments
 
 
@@ -84,13 +84,14 @@ def test_german_credit_keeps_na_as_null_and_maps_target(build: Builder) -> None:
 
 def test_raw_tables_keep_lineage_and_sha(build: Builder) -> None:
     summary = build("german-credit")
+    path = FIXTURES / "german_credit" / "german_credit_data_with_risk.csv"
     rows = _query(
         summary.db_path,
-        "SELECT DISTINCT r._source_file, r._source_sha256 = m.sha256 FROM raw_customers r "
-        "JOIN meta_sources m ON m.source_file = r._source_file",
+        "SELECT m.source_file, m.sha256, count(*) FROM raw_customers r "
+        "JOIN meta_sources m ON r.rowid + 1 BETWEEN m.first_row AND m.last_row GROUP BY ALL",
     )
-    assert rows == [("german_credit/german_credit_data_with_risk.csv", True)]
-    (line_age,) = _query(summary.db_path, "SELECT \"Age\" FROM raw_customers WHERE _source_row = 2")[0]
+    assert rows == [("german_credit/german_credit_data_with_risk.csv", file_digest(path), 200)]
+    (line_age,) = _query(summary.db_path, "SELECT \"Age\" FROM raw_customers WHERE rowid + 1 = 2")[0]
     assert line_age == "22"  # line 3 of the file: the second applicant, aged 22
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,15 +52,17 @@ from .features import (
     snapshot_features,
     transaction_features,
 )
-from .sources import SourceFile, resolve_files, scan_file, sha256_of
+from .sources import SourceFile, resolve_files, row_count, scan_file, sha256_of
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
     REJECTED,
+    FILE_ROW,
     SOURCE_FILE,
     SOURCE_ROW,
     column_rules,
     describe_rejections,
     flag_rejections,
+    polars_typed,
     staged_columns,
     staging_view_sql,
     wide_snapshots_frame,
@@ -70,14 +73,14 @@ from .staging import (
 Progress = Callable[[str], None]
 
 _QUARANTINE_DDL = (
-    "source_file VARCHAR, source_row BIGINT, rule VARCHAR, column_name VARCHAR, reason VARCHAR, raw_record VARCHAR"
+    "source_file VARCHAR, source_row BIGINT, raw_row BIGINT, rule VARCHAR, column_name VARCHAR, reason VARCHAR, raw_record VARCHAR"
 )
 _META_DDL = {
     "meta_builds": "build_id VARCHAR, spec_name VARCHAR, spec_text VARCHAR, data_dir VARCHAR, "
     "started_at TIMESTAMP, finished_at TIMESTAMP, duration_seconds DOUBLE, schema_version INTEGER, "
     "segrisk_version VARCHAR, as_of_date DATE",
     "meta_sources": "source VARCHAR, source_file VARCHAR, file_format VARCHAR, size_bytes BIGINT, "
-    "sha256 VARCHAR, rows_read BIGINT, loaded_at TIMESTAMP",
+    "sha256 VARCHAR, rows_read BIGINT, first_row BIGINT, last_row BIGINT, loaded_at TIMESTAMP",
     "meta_row_counts": "source VARCHAR, raw_table VARCHAR, staged_view VARCHAR, quarantine_table VARCHAR, "
     "rows_in BIGINT, rows_out BIGINT, rows_rejected BIGINT",
     "meta_step_durations": "step_order INTEGER, step VARCHAR, seconds DOUBLE",
@@ -176,6 +179,28 @@ def build_warehouse(
         raise
 
 
+def _sorted_by_customer_then(raw: pl.LazyFrame, source: SourceSpec, time_column: str) -> bool:
+    """Whether the source rows come ordered by customer, then time (exports usually do).
+
+    One cheap pass over two columns lets the per-customer aggregation skip a sort of the
+    whole table; rows with a missing key or time are treated as breaking the order.
+    """
+    schema = raw.collect_schema()
+    key = polars_typed(source.column(CUSTOMER_KEY), schema, source.csv)
+    when = polars_typed(source.column(time_column), schema, source.csv)
+    ordered = raw.select(key, when).select(
+        (
+            (pl.col(CUSTOMER_KEY).diff() > 0)
+            | ((pl.col(CUSTOMER_KEY).diff() == 0) & (pl.col(time_column).diff() >= pl.duration(days=0)))
+        )
+        .slice(1)
+        .all()
+        & pl.col(CUSTOMER_KEY).is_not_null().all()
+        & pl.col(time_column).is_not_null().all()
+    )
+    return bool(ordered.collect(engine="streaming").item())
+
+
 def _remove_database(path: Path) -> None:
     for candidate in (path, path.with_name(path.name + ".wal")):
         candidate.unlink(missing_ok=True)
@@ -246,38 +271,47 @@ class _Builder:
     # -- sources -----------------------------------------------------------------------
     def _load_source(self, kind: str, source: SourceSpec) -> None:
         files = resolve_files(kind, source, self.data_dir)
-        frames = [scan_file(kind, file, source) for file in files]
+        frames: list[pl.LazyFrame] = []
+        offsets: list[int] = []
+        offset = 0
+        for file in files:
+            frame = scan_file(kind, file, source, row_offset=offset)
+            frames.append(frame)
+            offsets.append(offset)
+            offset += row_count(frame)
         raw = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
-        self.raw_schemas[kind] = raw.collect_schema()
+        self.raw_schemas[kind] = raw.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW).collect_schema()
         self.raw_frames[kind] = raw
-        rows_in = self._write_raw(kind, files, frames)
-        self.say(f"  {kind}: {rows_in:,} rows loaded from {len(files)} file(s)")
+        rows_in = offset
 
-        now = self.started
-        rules = column_rules(source, now)
+        rules = column_rules(source, self.started, self.raw_schemas[kind])
         known = self.known_keys if kind != "customers" else None
         unique_key = kind in ("customers", "applications")
         flagged = flag_rejections(with_typed(raw, source), rules, unique_key=unique_key, known_keys=known)
-        raw_columns = [c for c in self.raw_schemas[kind] if c not in (SOURCE_FILE, SOURCE_ROW)]
+        raw_columns = list(self.raw_schemas[kind])
         quarantine_lf = describe_rejections(flagged.filter(pl.col(REJECTED)), rules, raw_columns, known_keys=known)
         staged = staged_columns(flagged.filter(~pl.col(REJECTED)), source)
 
-        result = SourceResult(kind, rows_in, 0, {})
-        if kind in ("transactions", "snapshots"):
-            # Event tables are large: aggregate in the same pass instead of keeping the rows.
-            features_lf = self._event_features(kind, staged)
-            quarantine, features = pl.collect_all([quarantine_lf, features_lf])
-            result.features = features
-        else:
-            quarantine, staged_df = pl.collect_all([quarantine_lf, staged])
-            result.staged = staged_df.lazy()
-            if kind == "customers" or (kind == "applications" and self.known_keys is None):
-                self.known_keys = staged_df.get_column(CUSTOMER_KEY)
+        # DuckDB stores the raw rows while Polars validates: the two overlap on separate threads.
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            writing = pool.submit(self._write_raw, kind, files, frames, offsets)
+            result = SourceResult(kind, rows_in, 0, {})
+            if kind in ("transactions", "snapshots"):
+                if kind == "transactions":
+                    self.as_of = self._as_of_date(raw, source)
+                features = self._event_features(kind, source, raw, staged)
+                quarantine, result.features = self._stream(quarantine_lf, features)
+            else:
+                quarantine, staged_df = pl.collect_all([quarantine_lf, staged])
+                result.staged = staged_df.lazy()
+                if kind == "customers" or (kind == "applications" and self.known_keys is None):
+                    self.known_keys = staged_df.get_column(CUSTOMER_KEY)
+            writing.result()
+        self.say(f"  {kind}: {rows_in:,} rows loaded and validated in {time.perf_counter() - started:.1f} s")
         self._write_quarantine(kind, quarantine)
         result.rows_rejected = quarantine.height
-        result.quarantine_by_rule = dict(
-            quarantine.group_by("rule").len().sort("rule").iter_rows()
-        )
+        result.quarantine_by_rule = dict(quarantine.group_by("rule").len().sort("rule").iter_rows())
         self.results[kind] = result
         self.con.execute(
             staging_view_sql(f"stg_{kind}", f"raw_{kind}", f"quarantine_{kind}", source, self.raw_schemas[kind])
@@ -290,38 +324,47 @@ class _Builder:
             rules_text = ", ".join(f"{rule} {count:,}" for rule, count in result.quarantine_by_rule.items())
             self.say(f"  {kind}: {result.rows_rejected:,} rows quarantined ({rules_text})")
 
-    def _write_raw(self, kind: str, files: list[SourceFile], frames: list[pl.LazyFrame]) -> int:
-        """Store every row as loaded; Parquet goes through DuckDB's own reader, the fastest path."""
+    def _stream(self, quarantine: pl.LazyFrame, features: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Both outputs in one streaming pass over the source, so 50M rows are read once."""
+        with tempfile.TemporaryDirectory(dir=self.db_path.parent, prefix=".segrisk-stream-") as folder:
+            paths = (Path(folder) / "quarantine.parquet", Path(folder) / "features.parquet")
+            pl.collect_all(
+                [quarantine.sink_parquet(paths[0], lazy=True), features.sink_parquet(paths[1], lazy=True)],
+                engine="streaming",
+            )
+            return pl.read_parquet(paths[0]), pl.read_parquet(paths[1])
+
+    def _write_raw(self, kind: str, files: list[SourceFile], frames: list[pl.LazyFrame], offsets: list[int]) -> None:
+        """Store every row as loaded; Parquet goes through DuckDB's own reader, the fastest path.
+
+        Rows are appended in source order and never changed, so DuckDB's ``rowid + 1`` is the
+        row's ``_source_row``: lineage for free, where a stored column would cost seconds per
+        50 million rows. Runs on a worker thread: nothing else uses the connection meanwhile.
+        """
         table = quote_ident(f"raw_{kind}")
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            digests = [pool.submit(sha256_of, file.path) for file in files]
-            created = False
-            rows_by_file: list[int] = []
-            for file, frame, digest in zip(files, frames, digests, strict=True):
-                verb = f"INSERT INTO {table} BY NAME" if created else f"CREATE TABLE {table} AS"
-                before = self._count(table) if created else 0
-                if file.is_parquet:
-                    self.con.execute(
-                        f"{verb} SELECT * EXCLUDE (file_row_number), ?::VARCHAR AS {SOURCE_FILE}, "
-                        f"file_row_number + 1 AS {SOURCE_ROW}, ?::VARCHAR AS _source_sha256, "
-                        "?::TIMESTAMP AS _loaded_at FROM read_parquet(?, file_row_number = true)",
-                        [file.label, digest.result(), loaded_at, str(file.path)],
-                    )
-                else:
-                    loaded = frame.collect()  # noqa: F841 - read by DuckDB's replacement scan below
-                    self.con.execute(
-                        f"{verb} SELECT *, ?::VARCHAR AS _source_sha256, ?::TIMESTAMP AS _loaded_at FROM loaded",
-                        [digest.result(), loaded_at],
-                    )
-                created = True
-                rows_by_file.append(self._count(table) - before)
-        for file, digest, rows in zip(files, digests, rows_by_file, strict=True):
+        for index, (file, frame, offset) in enumerate(zip(files, frames, offsets, strict=True)):
+            verb = f"INSERT INTO {table} BY NAME" if index else f"CREATE TABLE {table} AS"
+            if file.is_parquet:
+                self.con.execute(f"{verb} SELECT * FROM read_parquet(?)", [str(file.path)])
+            else:
+                loaded = frame.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW).collect()  # noqa: F841 - DuckDB scans it by name
+                self.con.execute(f"{verb} SELECT * FROM loaded")
+            rows = self._count(table) - offset if index == len(files) - 1 else offsets[index + 1] - offset
             self.con.execute(
-                "INSERT INTO meta_sources VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [kind, file.label, file.file_format, file.path.stat().st_size, digest.result(), rows, loaded_at],
+                "INSERT INTO meta_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    kind,
+                    file.label,
+                    file.file_format,
+                    file.path.stat().st_size,
+                    sha256_of(file.path),
+                    rows,
+                    offset + 1,
+                    offset + rows,
+                    loaded_at,
+                ],
             )
-        return sum(rows_by_file)
 
     def _count(self, table: str) -> int:
         row = self.con.execute(f"SELECT count(*) FROM {table}").fetchone()
@@ -333,17 +376,24 @@ class _Builder:
         if quarantine.height:
             self.con.execute(f"INSERT INTO {table} SELECT * FROM quarantine")
 
-    def _event_features(self, kind: str, staged: pl.LazyFrame) -> pl.LazyFrame:
+    def _as_of_date(self, raw: pl.LazyFrame, source: SourceSpec) -> date:
+        """The day after the last transaction with a valid (not future) timestamp.
+
+        Read from the one timestamp column, so it costs a fraction of the validation pass.
+        """
+        occurred = polars_typed(source.column("occurred_at"), raw.collect_schema(), source.csv)
+        last = raw.select(occurred).filter(pl.col("occurred_at") <= self.started).select(pl.col("occurred_at").max())
+        value = last.collect(engine="streaming").item()
+        return value.date() + timedelta(days=1) if value is not None else self.started.date()
+
+    def _event_features(self, kind: str, source: SourceSpec, raw: pl.LazyFrame, staged: pl.LazyFrame) -> pl.LazyFrame:
+        time_column = "occurred_at" if kind == "transactions" else "period"
+        presorted = _sorted_by_customer_then(raw, source, time_column)
         if kind == "transactions":
-            assert self.spec.transactions is not None
-            last = staged.select(pl.col("occurred_at").max()).collect().item()
-            if last is not None:
-                self.as_of = last.date() + timedelta(days=1)
-            has_invoice = self.spec.transactions.has_column("invoice_id")
-            return transaction_features(staged, self.as_of, has_invoice=has_invoice)
-        assert self.spec.snapshots is not None
-        measures = [c.name for c in self.spec.snapshots.columns if c.name in SNAPSHOT_MEASURES]
-        return snapshot_features(staged, measures)
+            has_invoice = source.has_column("invoice_id")
+            return transaction_features(staged, self.as_of, has_invoice=has_invoice, presorted=presorted)
+        measures = [c.name for c in source.columns if c.name in SNAPSHOT_MEASURES]
+        return snapshot_features(staged, measures, presorted=presorted)
 
     def _wide_snapshots(self) -> None:
         customers = self.spec.customers
@@ -352,9 +402,9 @@ class _Builder:
         result = self.results["customers"]
         assert result.staged is not None
         # Raw per-period columns of the kept customers, keyed by their canonical customer_id.
-        kept = result.staged.select(CUSTOMER_KEY, SOURCE_FILE, SOURCE_ROW)
-        raw = self.raw_frames["customers"]
-        joined = kept.join(raw, on=[SOURCE_FILE, SOURCE_ROW], how="inner")
+        kept = result.staged.select(CUSTOMER_KEY, SOURCE_ROW)
+        raw = self.raw_frames["customers"].drop(SOURCE_FILE, FILE_ROW)
+        joined = kept.join(raw, on=SOURCE_ROW, how="inner")
         snapshots = wide_snapshots_frame(joined, wide).collect()
         self.con.execute(wide_snapshots_view_sql("stg_snapshots", "stg_customers", "raw_customers", wide))
         self.results["snapshots"] = SourceResult(
@@ -366,7 +416,7 @@ class _Builder:
     def _base_customers(self) -> pl.LazyFrame:
         customers = self.results.get("customers")
         applications = self.results.get("applications")
-        lineage = [SOURCE_FILE, SOURCE_ROW]
+        lineage = [SOURCE_ROW]
         if customers is not None and customers.staged is not None:
             base = customers.staged.drop(lineage)
             if applications is not None and applications.staged is not None:
@@ -489,15 +539,19 @@ class _Builder:
             source = self.spec.source(kind)
             assert source is not None
             grain = SOURCE_TABLE_GRAIN[kind]
-            comment_table(con, f"raw_{kind}", f"Raw {kind} as loaded from the source files: {grain}, rejected rows included.")
+            comment_table(
+                con,
+                f"raw_{kind}",
+                f"Raw {kind} as loaded from the source files: {grain}, rejected rows included. "
+                "Rows are in load order: rowid + 1 is the row's _source_row (see meta_sources for its file).",
+            )
             used_by = {src: column.name for column in source.columns for src in column.source_columns}
             raw_comments = {
                 name: f"Source column '{name}' as loaded"
                 + (f" (staged as {used_by[name]})." if name in used_by else " (not used by the spec).")
                 for name in schema
-                if name not in LINEAGE_DESCRIPTIONS
             }
-            comment_columns(con, f"raw_{kind}", raw_comments | LINEAGE_DESCRIPTIONS)
+            comment_columns(con, f"raw_{kind}", raw_comments)
             comment_table(
                 con,
                 f"stg_{kind}",
@@ -508,7 +562,7 @@ class _Builder:
                 column.name: column.description + (f" Unit: {column.unit}." if column.unit else "")
                 for column in source.columns
             }
-            staged_comments |= {c: LINEAGE_DESCRIPTIONS[c] for c in (SOURCE_FILE, SOURCE_ROW)}
+            staged_comments |= LINEAGE_DESCRIPTIONS
             comment_columns(con, f"stg_{kind}", staged_comments)
             comment_table(con, f"quarantine_{kind}", f"Rejected {kind} rows: one row per rejected source row, with why.")
             comment_columns(con, f"quarantine_{kind}", QUARANTINE_COLUMNS)

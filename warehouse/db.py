@@ -19,7 +19,11 @@ DEFAULT_DB_NAME = "segrisk.duckdb"
 DB_ENV_VAR = "SEGRISK_DB"
 
 #: DuckDB settings used while building; the memory limit keeps a 1M-customer build under 4 GB.
-BUILD_CONFIG = {"threads": 2, "memory_limit": "2GB", "preserve_insertion_order": True}
+BUILD_CONFIG = {
+    "threads": 2,
+    "memory_limit": "2GB",
+    "preserve_insertion_order": True,
+}
 
 
 def default_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -32,7 +36,9 @@ def default_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def connect_for_build(path: Path) -> duckdb.DuckDBPyConnection:
     """Open a new warehouse file for writing (only ever a temporary file beside the target)."""
-    return duckdb.connect(str(path), config=dict(BUILD_CONFIG))
+    con = duckdb.connect(str(path), config=dict(BUILD_CONFIG))
+    con.execute("SET enable_progress_bar = false")  # progress is ours to print, as lines
+    return con
 
 
 def connect_memory() -> duckdb.DuckDBPyConnection:

@@ -19,15 +19,14 @@ SOURCE_TABLE_GRAIN = {
 }
 
 LINEAGE_DESCRIPTIONS = {
-    "_source_file": "Source file the row was read from, relative to the data folder.",
-    "_source_row": "1-based data row in the source file (header not counted; CSV line = row + 1).",
-    "_source_sha256": "SHA-256 of the source file's bytes at load time.",
-    "_loaded_at": "When the build loaded the row (UTC).",
+    "_source_row": "1-based row number across the source's files in load order (rowid + 1 in the raw_ "
+    "table); meta_sources maps each file to its first_row..last_row range, with its sha256 and load time.",
 }
 
 QUARANTINE_COLUMNS = {
     "source_file": "Source file of the rejected row, relative to the data folder.",
-    "source_row": "1-based data row of the rejected row in its file.",
+    "source_row": "1-based data row of the rejected row in its file (header not counted; CSV line = row + 1).",
+    "raw_row": "The row's _source_row: it is rowid + 1 in the raw_ table, to join back to it.",
     "rule": "The rule the row broke: missing_key, wrong_type, missing_value, out_of_range, not_allowed, "
     "future_timestamp, duplicate_key or unknown_customer.",
     "column_name": "The canonical column the rule is about.",
@@ -61,6 +60,8 @@ META_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "size_bytes": "File size in bytes.",
             "sha256": "SHA-256 of the file's bytes.",
             "rows_read": "Data rows read from the file.",
+            "first_row": "The file's first _source_row in the raw_ table.",
+            "last_row": "The file's last _source_row in the raw_ table.",
             "loaded_at": "When the file was loaded (UTC).",
         },
     ),

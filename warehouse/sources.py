@@ -12,7 +12,7 @@ import polars as pl
 
 from .errors import SourceError
 from .spec import SourceSpec
-from .staging import SOURCE_FILE, SOURCE_ROW
+from .staging import FILE_ROW, SOURCE_FILE, SOURCE_ROW
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def scan_file(kind: str, file: SourceFile, source: SourceSpec) -> pl.LazyFrame:
-    """The file's rows as loaded (text stays text for CSV), plus ``_source_file`` and ``_source_row``.
+def scan_file(kind: str, file: SourceFile, source: SourceSpec, row_offset: int = 0) -> pl.LazyFrame:
+    """The file's rows as loaded (text stays text for CSV), with lineage columns.
 
-    ``_source_row`` is the 1-based data row (the header is not counted), so a CSV's line
-    number is ``_source_row + 1``.
+    ``_file_row`` is the 1-based data row in this file (the header is not counted, so a CSV's
+    line number is ``_file_row + 1``); ``_source_row`` numbers the rows of all of a source's
+    files in the order they are listed (``row_offset`` rows came before this file).
+    Only ``_source_row`` is stored in the warehouse: one column per row is all that 50 million
+    rows can afford, and ``meta_sources`` maps row ranges back to files.
     """
     if file.is_parquet:
         try:
@@ -73,11 +76,18 @@ def scan_file(kind: str, file: SourceFile, source: SourceSpec) -> pl.LazyFrame:
         frame = _read_excel(kind, file, source).lazy()
     else:
         frame = _read_csv(kind, file, source).lazy()
-    frame = frame.with_row_index(SOURCE_ROW, offset=1).with_columns(
-        pl.col(SOURCE_ROW).cast(pl.Int64), pl.lit(file.label).alias(SOURCE_FILE)
+    frame = frame.with_row_index(FILE_ROW, offset=1).with_columns(
+        pl.col(FILE_ROW).cast(pl.Int64),
+        (pl.col(FILE_ROW).cast(pl.Int64) + row_offset).alias(SOURCE_ROW),
+        pl.lit(file.label).alias(SOURCE_FILE),
     )
     _require_columns(kind, file, source, frame.collect_schema())
     return frame
+
+
+def row_count(frame: pl.LazyFrame) -> int:
+    """Rows in a scanned file (Parquet answers from its metadata)."""
+    return int(frame.select(pl.len()).collect().item())
 
 
 def _require_columns(kind: str, file: SourceFile, source: SourceSpec, schema: pl.Schema) -> None:
@@ -87,7 +97,7 @@ def _require_columns(kind: str, file: SourceFile, source: SourceSpec, schema: pl
             needed.extend((src, f"snapshot measure {name}") for src in measure.sources)
     for src, used_for in needed:
         if src not in schema:
-            have = ", ".join(c for c in schema if c not in (SOURCE_FILE, SOURCE_ROW))
+            have = ", ".join(c for c in schema if c not in (SOURCE_FILE, SOURCE_ROW, FILE_ROW))
             raise SourceError(
                 f"{kind}: file {file.label} has no column '{src}' (needed for {used_for}); its columns are: {have}."
             )

@@ -110,8 +110,9 @@ def bench(customers: int, work: Path, skip_pandas: bool) -> None:
         rows = sum(gen["rows"].values())
         print(f"generate: {gen['seconds']:.1f} s, {rows / gen['seconds']:,.0f} rows/s, peak {gen['peak_rss_gb']:.2f} GB")
     summary = json.loads((data / "generation.json").read_text())
-    transactions = summary["row_counts"]["transactions"]
-    print(f"data: {transactions:,} transactions, {summary['row_counts']['monthly_snapshots']:,} snapshots")
+    transactions = summary["row_counts"]["transactions.parquet"]
+    snapshots = summary["row_counts"]["monthly_snapshots.parquet"]
+    print(f"data: {transactions:,} transactions, {snapshots:,} snapshots")
 
     db = work / f"bench-{customers}.duckdb"
     built = _child(BUILD, str(data), str(db))
