@@ -154,6 +154,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from models.train import train_rfm
+    from warehouse.db import default_db_path
+
+    db_path = default_db_path(args.db)
+    run = train_rfm(db_path, seed=args.seed, progress=_say)
+    clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
+    print(f"Trained {args.model} on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}")
+    return 0
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     from warehouse.spec import builtin_spec_names, load_spec
 
@@ -199,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed of the synthetic bank")
     _db_argument(demo)
     demo.set_defaults(handler=cmd_demo)
+
+    train = commands.add_parser("train", help="fit a model on the warehouse and write its results back into it")
+    train.add_argument("model", choices=["rfm"], help="rfm: RFM scores, segments and clusters (personas and risk follow)")
+    train.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed of the model")
+    _db_argument(train)
+    train.set_defaults(handler=cmd_train)
 
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)

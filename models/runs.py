@@ -1,0 +1,113 @@
+"""Model runs: every run is recorded, and its outputs are written back into the warehouse atomically.
+
+The warehouse is copied beside itself, the run's tables are written into the copy, and the copy
+is renamed over the original only when everything is in: a failed run leaves the warehouse as
+it was, and readers holding the old file keep reading it undisturbed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from warehouse import __version__
+from warehouse.db import connect_for_build, first_line
+from warehouse.dictionary import comment_columns, comment_table
+from warehouse.errors import SegriskError
+
+RUNS_TABLE = "ml_model_runs"
+RUNS_DDL = (
+    "run_id VARCHAR PRIMARY KEY, model_kind VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, "
+    "parameters JSON, metrics JSON, input_fingerprint VARCHAR, input_rows BIGINT, segrisk_version VARCHAR"
+)
+RUNS_COMMENTS = {
+    "run_id": "Identifier of the run; every output row of the run carries it.",
+    "model_kind": "Which model ran: rfm, segments, ...",
+    "started_at": "When the run started (UTC).",
+    "finished_at": "When the run finished (UTC).",
+    "parameters": "The run's parameters as JSON (seed, k, features, ...).",
+    "metrics": "The run's quality measures as JSON.",
+    "input_fingerprint": "Hash of the input rows: two runs with the same fingerprint saw the same data.",
+    "input_rows": "Number of input rows (customers).",
+    "segrisk_version": "Version of Segrisk that ran the model.",
+}
+
+
+class ModelError(SegriskError):
+    """A model run that could not complete; the warehouse is left as it was."""
+
+
+@dataclass
+class ModelRun:
+    """A run in progress: fill ``parameters`` and ``metrics``, then record it."""
+
+    model_kind: str
+    parameters: dict
+    run_id: str = field(default_factory=lambda: f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}")
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(tzinfo=None))
+    metrics: dict = field(default_factory=dict)
+    input_fingerprint: str = ""
+    input_rows: int = 0
+
+    def record(self, con: duckdb.DuckDBPyConnection) -> None:
+        finished = datetime.now(UTC).replace(tzinfo=None)
+        con.execute(
+            f"INSERT INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                self.run_id,
+                self.model_kind,
+                self.started_at,
+                finished,
+                json.dumps(self.parameters, sort_keys=True, default=str),
+                json.dumps(self.metrics, sort_keys=True, default=float),
+                self.input_fingerprint,
+                self.input_rows,
+                __version__,
+            ],
+        )
+
+
+def fingerprint(frame: pl.DataFrame) -> str:
+    """A stable hash of a frame's rows (same rows in the same order, same fingerprint)."""
+    digest = hashlib.sha256()
+    digest.update(frame.write_ipc(None, compression="uncompressed").getvalue())
+    return f"{digest.hexdigest()[:16]}-{frame.height}"
+
+
+def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ({RUNS_DDL})")
+    comment_table(con, RUNS_TABLE, "One row per model run: what ran, on which input, with what result.")
+    comment_columns(con, RUNS_TABLE, RUNS_COMMENTS)
+
+
+def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+    """Apply ``write`` to a copy of the warehouse and swap the copy in only when it succeeded."""
+    if not db_path.exists():
+        raise ModelError(f"No warehouse at {db_path}: run `segrisk build` first, or pass --db with the file's path.")
+    temp_path = db_path.with_name(f".{db_path.name}.training-{os.getpid()}")
+    shutil.copyfile(db_path, temp_path)
+    try:
+        con = connect_for_build(temp_path)
+        try:
+            ensure_runs_table(con)
+            write(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(temp_path, db_path)
+    except duckdb.Error as exc:
+        temp_path.unlink(missing_ok=True)
+        raise ModelError(f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged.") from exc
+    except BaseException:
+        temp_path.unlink(missing_ok=True)
+        raise
