@@ -155,13 +155,52 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.train import train_rfm
+    from models.train import train_rfm, train_segments
     from warehouse.db import default_db_path
 
     db_path = default_db_path(args.db)
-    run = train_rfm(db_path, seed=args.seed, progress=_say)
-    clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
-    print(f"Trained {args.model} on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}")
+    if args.model in ("segments", "all"):
+        run = train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
+        print(f"Trained segments on {db_path}: run {run.run_id}; k = {run.metrics['k']}, silhouette {run.metrics['silhouette']:.3f}")
+        _print_personas(db_path)
+    if args.model in ("rfm", "all"):
+        if args.model == "all" and not _supports(db_path, "rfm"):
+            print("Skipped rfm: this warehouse has no transactions.")
+        else:
+            run = train_rfm(db_path, seed=args.seed, progress=_say)
+            clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
+            print(f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}")
+    return 0
+
+
+def _supports(db_path: Path, capability: str) -> bool:
+    from warehouse.db import read_only
+
+    with read_only(db_path) as con:
+        rows = con.execute("SELECT is_supported FROM meta_capabilities WHERE capability = ?", [capability]).fetchall()
+    return bool(rows and rows[0][0])
+
+
+def _print_personas(db_path: Path) -> None:
+    from models.train import list_personas
+
+    for key, name, customers, share, description, strategy in list_personas(db_path):
+        print(f"  {key:<4} {name:<30} {customers:>9,} ({share:5.1%})  {description}")
+        print(f"       strategy: {strategy}")
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    from models.train import set_persona_label
+    from warehouse.db import default_db_path
+
+    db_path = default_db_path(args.db)
+    if args.action == "rename":
+        set_persona_label(db_path, args.segment_key, name=args.text)
+        print(f"Renamed {args.segment_key} to '{args.text}'.")
+    elif args.action == "strategy":
+        set_persona_label(db_path, args.segment_key, strategy=args.text)
+        print(f"Set the strategy of {args.segment_key}.")
+    _print_personas(db_path)
     return 0
 
 
@@ -211,11 +250,29 @@ def build_parser() -> argparse.ArgumentParser:
     _db_argument(demo)
     demo.set_defaults(handler=cmd_demo)
 
-    train = commands.add_parser("train", help="fit a model on the warehouse and write its results back into it")
-    train.add_argument("model", choices=["rfm"], help="rfm: RFM scores, segments and clusters (personas and risk follow)")
-    train.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed of the model")
+    train = commands.add_parser("train", help="fit models on the warehouse and write their results back into it")
+    train.add_argument(
+        "model",
+        choices=["segments", "rfm", "all"],
+        help="segments: K-Means personas; rfm: RFM scores, segments and clusters; all: both (rfm when there are transactions)",
+    )
+    train.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same data and seed, same result")
+    train.add_argument("--k", type=int, default=None, help="number of personas (default: chosen over 2..8 by silhouette)")
     _db_argument(train)
     train.set_defaults(handler=cmd_train)
+
+    personas = commands.add_parser("personas", help="list personas, rename one, or set its strategy")
+    persona_actions = personas.add_subparsers(dest="action", metavar="ACTION", required=True)
+    persona_actions.add_parser("list", help="the personas of the latest segments run")
+    rename = persona_actions.add_parser("rename", help="rename a persona (kept across re-runs)")
+    rename.add_argument("segment_key", help="the persona's key, e.g. S3 (see `segrisk personas list`)")
+    rename.add_argument("text", help="the new name")
+    strategy = persona_actions.add_parser("strategy", help="set a persona's strategy text (kept across re-runs)")
+    strategy.add_argument("segment_key", help="the persona's key, e.g. S3")
+    strategy.add_argument("text", help="the strategy, in a sentence or two")
+    for action in persona_actions.choices.values():
+        _db_argument(action)
+    personas.set_defaults(handler=cmd_personas)
 
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)

@@ -21,6 +21,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from .runs import append_table
+
 RFM_COLUMNS = ("rfm_recency_days", "rfm_frequency", "rfm_monetary")
 CLUSTER_COUNT = 4
 SILHOUETTE_SAMPLE = 10_000
@@ -199,9 +201,7 @@ CLUSTERS_COLUMN_COMMENTS = {
 
 
 def write_rfm(con: duckdb.DuckDBPyConnection, run_id: str, scored: pl.DataFrame, clusters: RfmClusters) -> None:
-    """Append the run's rows to ml_rfm and ml_rfm_clusters, creating and commenting them if new."""
-    from warehouse.dictionary import comment_columns, comment_table
-
+    """Append the run's rows to ml_rfm and ml_rfm_clusters."""
     rows = scored.select(pl.lit(run_id).alias("run_id"), *RFM_COLUMN_COMMENTS.keys() - {"run_id"}).select(
         list(RFM_COLUMN_COMMENTS)
     )
@@ -222,17 +222,8 @@ def write_rfm(con: duckdb.DuckDBPyConnection, run_id: str, scored: pl.DataFrame,
         },
         schema_overrides={"cluster_id": pl.Int32, "customers": pl.Int64},
     )
-    for table, frame, grain, comments in (
-        ("ml_rfm", rows, RFM_TABLE_COMMENT, RFM_COLUMN_COMMENTS),
-        ("ml_rfm_clusters", cluster_rows, CLUSTERS_TABLE_COMMENT, CLUSTERS_COLUMN_COMMENTS),
-    ):
-        exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
-        if exists:
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
-        else:
-            con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
-            comment_table(con, table, grain)
-            comment_columns(con, table, comments)
+    append_table(con, "ml_rfm", rows, RFM_TABLE_COMMENT, RFM_COLUMN_COMMENTS)
+    append_table(con, "ml_rfm_clusters", cluster_rows, CLUSTERS_TABLE_COMMENT, CLUSTERS_COLUMN_COMMENTS)
 
 
 def load_clusters(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> RfmClusters:

@@ -84,6 +84,22 @@ def fingerprint(frame: pl.DataFrame) -> str:
     return f"{digest.hexdigest()[:16]}-{frame.height}"
 
 
+def append_table(
+    con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, grain: str, comments: dict[str, str]
+) -> None:
+    """Append a run's rows to an ml_ table, creating and commenting it the first time."""
+    missing = set(frame.columns) ^ set(comments)
+    if missing:
+        raise ValueError(f"{table}: columns and comments differ on {sorted(missing)}")
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
+    if exists:
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
+        return
+    con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")
+    comment_table(con, table, grain)
+    comment_columns(con, table, comments)
+
+
 def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ({RUNS_DDL})")
     comment_table(con, RUNS_TABLE, "One row per model run: what ran, on which input, with what result.")

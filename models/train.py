@@ -9,6 +9,8 @@ from warehouse.db import read_only
 
 from .rfm import fit_rfm, write_rfm
 from .runs import ModelError, ModelRun, fingerprint, write_back
+from .segments import K_RANGE, fit_segments
+from .segments_store import previous_segments, set_label, write_segments
 
 Progress = Callable[[str], None]
 
@@ -44,3 +46,61 @@ def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None) -
     write_back(db_path, write)
     say(f"rfm: run {run.run_id} written ({metrics['customers']:,} customers, silhouette {metrics['silhouette_sample']:.3f})")
     return run
+
+
+def train_segments(
+    db_path: Path, seed: int = 42, k: int | None = None, progress: Progress | None = None
+) -> ModelRun:
+    """K-Means personas over the customers mart, named, profiled and written back with the run id."""
+    say = progress or (lambda _message: None)
+    supported, reason = _supported(db_path, "personas")
+    if not supported:
+        raise ModelError(f"Personas cannot run on {db_path}: it {reason}.")
+    if k is not None and not 2 <= k <= 12:
+        raise ModelError(f"--k must be between 2 and 12, got {k}.")
+    with read_only(db_path) as con:
+        customers = con.sql("SELECT * FROM customers ORDER BY customer_id").pl()
+        meta = con.sql("SELECT * FROM meta_columns").pl()
+        previous = previous_segments(con)
+    run = ModelRun("segments", {"seed": seed, "k": k, "k_range": [min(K_RANGE), max(K_RANGE)]})
+    run.input_fingerprint, run.input_rows = fingerprint(customers), customers.height
+    say(f"segments: choosing k over {min(K_RANGE)}..{max(K_RANGE)} for {customers.height:,} customers")
+    try:
+        result = fit_segments(customers, meta, seed=seed, k=k, previous=previous)
+    except ValueError as exc:
+        raise ModelError(f"Personas cannot run on {db_path}: {exc}.") from exc
+    run.metrics = result.metrics | {"silhouette": next(r["silhouette"] for r in result.k_table if r["is_chosen"])}
+    say(f"segments: k = {result.k}; writing {customers.height:,} assignments")
+
+    def write(con) -> None:  # noqa: ANN001 - a DuckDB connection
+        write_segments(con, run.run_id, customers.get_column("customer_id"), result)
+        run.record(con)
+
+    write_back(db_path, write)
+    names = ", ".join(result.summary.get_column("persona_name").to_list())
+    say(f"segments: run {run.run_id} written: {names}")
+    return run
+
+
+def set_persona_label(db_path: Path, segment_key: str, *, name: str | None = None, strategy: str | None = None) -> None:
+    """Rename a persona or set its strategy, atomically, kept across re-runs."""
+
+    def write(con) -> None:  # noqa: ANN001 - a DuckDB connection
+        try:
+            set_label(con, segment_key, name=name, strategy=strategy)
+        except LookupError as exc:
+            raise ModelError(f"{exc}.") from exc
+
+    write_back(db_path, write)
+
+
+def list_personas(db_path: Path) -> list[tuple]:
+    """(segment_key, persona_name, customers, share, strategy) of the latest segments run."""
+    with read_only(db_path) as con:
+        exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'ml_latest_segment_summary'").fetchall()
+        if not exists[0][0]:
+            raise ModelError(f"No personas in {db_path} yet: run `segrisk train segments` first.")
+        return con.execute(
+            "SELECT segment_key, persona_name, customers, share, description, strategy "
+            "FROM ml_latest_segment_summary ORDER BY segment_id"
+        ).fetchall()

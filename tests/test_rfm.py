@@ -117,3 +117,16 @@ def test_online_retail_triples_land_where_a_marketer_expects(build: Builder) -> 
     assert clusters.assign(15, 2, 800)[1] == rfm.POTENTIAL
     assert clusters.assign(60, 3, 3_000)[1] == rfm.OCCASIONAL
     assert clusters.assign(250, 1, 400)[1] == rfm.CHURN_RISK
+
+
+def test_rebuild_keeps_model_history_only_for_the_same_spec(retail_db: Path, build: Builder) -> None:
+    from conftest import FIXTURES
+
+    train_rfm(retail_db, seed=1)
+    build("online-retail", FIXTURES, retail_db)
+    with duckdb.connect(str(retail_db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ml_model_runs").fetchone() == (1,)
+        assert missing_comments(con) == []
+    build("german-credit", FIXTURES, retail_db)  # another dataset: its history would mean nothing
+    with duckdb.connect(str(retail_db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'ml_%'").fetchone() == (0,)

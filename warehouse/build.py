@@ -41,6 +41,7 @@ from .dictionary import (
     comment_table,
 )
 from .errors import BuildError, SegriskError
+from .history import carry_over_history
 from .features import (
     FEATURE_DESCRIPTIONS,
     TARGET,
@@ -244,6 +245,7 @@ class _Builder:
         assert isinstance(customers, pl.DataFrame)
         capabilities = self._capabilities(customers)
         self.steps.run("comments: data dictionary", self._comment_all)
+        self.steps.run("history: keep model runs and persona labels", self._keep_history)
         checks = self.steps.run("checks: data tests", lambda: run_checks(self.con))
         assert isinstance(checks, list)
         failed = [check for check in checks if not check.passed]
@@ -602,6 +604,11 @@ class _Builder:
         for table, (grain, columns) in META_TABLES.items():
             comment_table(con, table, grain)
             comment_columns(con, table, columns)
+
+    def _keep_history(self) -> None:
+        copied = carry_over_history(self.con, self.db_path, self.spec.name)
+        if copied:
+            self.say(f"  kept {len(copied)} model tables and views from the previous warehouse")
 
     def _record_build(self, checks: list[CheckResult]) -> str:
         digest = hashlib.sha256(self.spec_text.encode())
