@@ -150,6 +150,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     spec, text = load_spec("demo")
     summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
     _print_build(summary)
+    cmd_train(argparse.Namespace(model="all", seed=args.seed, k=None, db=str(summary.db_path)))
     print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
     return 0
 
@@ -160,9 +161,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     db_path = default_db_path(args.db)
     if args.model in ("segments", "all"):
-        run = train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
-        print(f"Trained segments on {db_path}: run {run.run_id}; k = {run.metrics['k']}, silhouette {run.metrics['silhouette']:.3f}")
-        _print_personas(db_path)
+        if args.model == "all" and not _supports(db_path, "personas"):
+            print("Skipped segments: this warehouse has no customer attributes to build personas from.")
+        else:
+            run = train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
+            print(
+                f"Trained segments on {db_path}: run {run.run_id}; k = {run.metrics['k']}, "
+                f"silhouette {run.metrics['silhouette']:.3f}"
+            )
+            _print_personas(db_path)
     if args.model in ("rfm", "all"):
         if args.model == "all" and not _supports(db_path, "rfm"):
             print("Skipped rfm: this warehouse has no transactions.")

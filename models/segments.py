@@ -39,8 +39,11 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from .personas import GENERIC_STRATEGY, describe, match_archetypes
 
 K_RANGE = range(2, 9)
-SEARCH_SAMPLE = 50_000
+SEARCH_SAMPLE = 20_000
+SEARCH_N_INIT = 4
 SILHOUETTE_SAMPLE = 10_000
+#: Feature decisions (skewness, correlation) are read off a sample: stable to 2 decimals at this size.
+DECISION_SAMPLE = 100_000
 TSNE_SAMPLE = 600
 DBSCAN_SAMPLE = 5_000
 MIN_SPEC_FEATURES = 4
@@ -76,7 +79,8 @@ def choose_features(customers: pl.DataFrame, meta_columns: pl.DataFrame) -> Feat
     for name in engineered:
         if name not in candidates:
             left_out[name] = "engineered behaviour feature: profiled, not clustered (enough spec attributes)"
-    values = customers.select(pl.col(c).cast(pl.Float64) for c in candidates)
+    rows = _sample(customers.height, DECISION_SAMPLE, 0)
+    values = customers.select(pl.col(c).cast(pl.Float64) for c in candidates)[rows]
     columns: list[str] = []
     log_columns: list[str] = []
     transformed: dict[str, np.ndarray] = {}
@@ -106,8 +110,12 @@ def choose_features(customers: pl.DataFrame, meta_columns: pl.DataFrame) -> Feat
 
 
 def preprocessing(choice: FeatureChoice) -> Pipeline:
-    """Impute, log1p the skewed amounts, standardise: the part of the pipeline before K-Means."""
-    plain = [c for c in choice.columns if c not in choice.log_columns]
+    """Impute, log1p the skewed amounts, standardise: the part of the pipeline before K-Means.
+
+    It takes a float matrix whose columns are ``choice.columns`` in order (see :func:`feature_matrix`).
+    """
+    logged = [i for i, c in enumerate(choice.columns) if c in choice.log_columns]
+    plain = [i for i, c in enumerate(choice.columns) if c not in choice.log_columns]
     return Pipeline(
         [
             (
@@ -117,16 +125,20 @@ def preprocessing(choice: FeatureChoice) -> Pipeline:
                         (
                             "log",
                             Pipeline([("impute", SimpleImputer(strategy="median")), ("log1p", FunctionTransformer(np.log1p))]),
-                            choice.log_columns,
+                            logged,
                         ),
                         ("plain", SimpleImputer(strategy="median"), plain),
                     ],
-                    verbose_feature_names_out=False,
                 ),
             ),
             ("scale", StandardScaler()),
         ]
     )
+
+
+def feature_matrix(frame: pl.DataFrame, columns: list[str]) -> np.ndarray:
+    """The chosen columns as a float matrix (nulls as NaN for the imputer)."""
+    return frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray:
@@ -141,7 +153,7 @@ def search_k(scaled: np.ndarray, seed: int, ks: range = K_RANGE) -> tuple[list[d
     for k in ks:
         if k >= len(search):
             break
-        model = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(search)
+        model = KMeans(n_clusters=k, n_init=SEARCH_N_INIT, random_state=seed).fit(search)
         labels = model.labels_
         rows.append(
             {
@@ -208,13 +220,13 @@ def fit_segments(
     """
     choice = choose_features(customers, meta_columns)
     prep = preprocessing(choice)
-    matrix = customers.select(pl.col(c).cast(pl.Float64) for c in choice.columns)
-    scaled = np.asarray(prep.fit_transform(matrix), dtype=float)
+    scaled = prep.fit_transform(feature_matrix(customers, choice.columns))
     k_table, centers = search_k(scaled, seed)
     chosen = k if k is not None else max(k_table, key=lambda r: (r["silhouette"], -r["k"]))["k"]
     initial = centers.get(chosen)
     if initial is None:
-        initial = KMeans(n_clusters=chosen, n_init=10, random_state=seed).fit(scaled[_sample(len(scaled), SEARCH_SAMPLE, seed)]).cluster_centers_
+        search = scaled[_sample(len(scaled), SEARCH_SAMPLE, seed)]
+        initial = KMeans(n_clusters=chosen, n_init=SEARCH_N_INIT, random_state=seed).fit(search).cluster_centers_
     model = KMeans(n_clusters=chosen, init=initial, n_init=1, random_state=seed).fit(scaled)
     labels, distances = _canonical_order(model, scaled)
     centroids = np.stack([scaled[labels == s].mean(axis=0) for s in range(chosen)])
@@ -327,12 +339,10 @@ def _carry_over(
     summary: pl.DataFrame, centroids: np.ndarray, choice: FeatureChoice, prep: Pipeline, previous: list[PreviousSegment]
 ) -> pl.DataFrame:
     """Match segments to the previous run's by centroid (Hungarian); matched ones keep key and name."""
-    old_means = pl.DataFrame(
-        [[segment.centroid.get(c) for c in choice.columns] for segment in previous],
-        schema={c: pl.Float64 for c in choice.columns},
-        orient="row",
+    old_means = np.array(
+        [[segment.centroid.get(c, np.nan) for c in choice.columns] for segment in previous], dtype=float
     )
-    old_scaled = np.asarray(prep.transform(old_means), dtype=float)
+    old_scaled = prep.transform(old_means)
     cost = np.linalg.norm(centroids[:, None, :] - old_scaled[None, :, :], axis=2)
     keys = summary.get_column("segment_key").to_list()
     names = summary.get_column("persona_name").to_list()
@@ -358,10 +368,10 @@ def _stability(scaled: np.ndarray, labels: np.ndarray, k: int, seed: int) -> dic
     rng = np.random.default_rng(seed + 3)
     seeds, boots = [], []
     for offset in (1, 2, 3):
-        other = KMeans(n_clusters=k, n_init=10, random_state=seed + offset).fit(points)
+        other = KMeans(n_clusters=k, n_init=SEARCH_N_INIT, random_state=seed + offset).fit(points)
         seeds.append(adjusted_rand_score(reference, other.labels_))
         resample = rng.choice(len(points), size=len(points), replace=True)
-        boot = KMeans(n_clusters=k, n_init=10, random_state=seed + offset).fit(points[resample])
+        boot = KMeans(n_clusters=k, n_init=SEARCH_N_INIT, random_state=seed + offset).fit(points[resample])
         boots.append(adjusted_rand_score(reference, boot.predict(points)))
     return {"stability_ari_seeds": float(np.mean(seeds)), "stability_ari_bootstrap": float(np.mean(boots))}
 

@@ -59,7 +59,9 @@ def train_segments(
     if k is not None and not 2 <= k <= 12:
         raise ModelError(f"--k must be between 2 and 12, got {k}.")
     with read_only(db_path) as con:
-        customers = con.sql("SELECT * FROM customers ORDER BY customer_id").pl()
+        customers = con.sql("SELECT * FROM customers").pl()  # stored in customer_id order by the build
+        if not customers.get_column("customer_id").is_sorted():
+            customers = customers.sort("customer_id")
         meta = con.sql("SELECT * FROM meta_columns").pl()
         previous = previous_segments(con)
     run = ModelRun("segments", {"seed": seed, "k": k, "k_range": [min(K_RANGE), max(K_RANGE)]})

@@ -504,11 +504,17 @@ class _Builder:
             name for name, dtype in customers.schema.items() if dtype.is_numeric() and name != CUSTOMER_KEY
         ]
         has_target = TARGET in customers.columns
+        has_attributes = spec.customers is not None or spec.applications is not None
         defaults = int(customers.get_column(TARGET).sum()) if has_target else 0
         capabilities = {
             "personas": (
-                len(numeric_features) >= 2 and customers.height >= 20,
-                f"needs 2+ numeric features and 20+ customers; has {len(numeric_features)} and {customers.height:,}",
+                has_attributes and len(numeric_features) >= 2 and customers.height >= 20,
+                "needs a customer or application file with 2+ numeric features and 20+ customers; "
+                + (
+                    f"has {len(numeric_features)} features and {customers.height:,} customers"
+                    if has_attributes
+                    else "the spec has only transactions or snapshots (use RFM)"
+                ),
             ),
             "rfm": (
                 spec.transactions is not None,
