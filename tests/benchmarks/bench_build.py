@@ -90,6 +90,46 @@ print(json.dumps({"seconds": seconds, "customers": len(rfm),
 """
 
 
+TRAIN = """
+import json, resource, shutil, sys, time
+from pathlib import Path
+from models.train import train_rfm, train_segments
+db = Path(sys.argv[2])
+shutil.copyfile(sys.argv[1], db)
+started = time.perf_counter()
+run = train_segments(db) if sys.argv[3] == "segments" else train_rfm(db)
+print(json.dumps({"seconds": time.perf_counter() - started, "k": run.metrics.get("k"),
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+"""
+
+# The seed notebooks' way: KMeans(n_init=10) on every customer for each k, silhouette over all points.
+NAIVE_SEGMENTS = """
+import json, sys, time
+import duckdb, numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+from models.segments import choose_features, feature_matrix, preprocessing
+con = duckdb.connect(sys.argv[1], read_only=True)
+customers = con.sql("SELECT * FROM customers").pl()
+choice = choose_features(customers, con.sql("SELECT * FROM meta_columns").pl())
+scaled = preprocessing(choice).fit_transform(feature_matrix(customers, choice.columns))
+started = time.perf_counter()
+labels = KMeans(n_clusters=4, n_init=10, random_state=0).fit(scaled).labels_
+kmeans_seconds = time.perf_counter() - started
+timings = {}
+for size in (5_000, 10_000, 20_000):
+    rows = np.random.default_rng(0).choice(len(scaled), size=size, replace=False)
+    started = time.perf_counter()
+    silhouette_score(scaled[rows], labels[rows])
+    timings[size] = time.perf_counter() - started
+# silhouette is quadratic in the number of points: extrapolate from the largest measured sample
+full_silhouette = timings[20_000] * (len(scaled) / 20_000) ** 2
+print(json.dumps({"kmeans_per_k": kmeans_seconds, "silhouette_samples": timings,
+                  "silhouette_full_extrapolated": full_silhouette,
+                  "total_2_to_8": 7 * (kmeans_seconds + full_silhouette)}))
+"""
+
+
 def _agree(polars_path: Path, pandas_path: Path) -> bool:
     import polars as pl
 
@@ -123,6 +163,20 @@ def bench(customers: int, work: Path, skip_pandas: bool) -> None:
     )
     for step, seconds in built["steps"]:
         print(f"    {step:<40} {seconds:6.1f} s")
+
+    for model in ("segments", "rfm"):
+        trained = _child(TRAIN, str(db), str(work / f"train-{customers}.duckdb"), model)
+        extra = f", k = {trained['k']}" if trained.get("k") else ""
+        print(f"train {model}: {trained['seconds']:.1f} s (read, fit, write back), peak {trained['peak_rss_gb']:.2f} GB{extra}")
+    if not skip_pandas:
+        naive = _child(NAIVE_SEGMENTS, str(db))
+        print(
+            f"naive segments (KMeans n_init=10 on all rows per k, full silhouette): "
+            f"{naive['kmeans_per_k']:.1f} s KMeans per k; silhouette "
+            + ", ".join(f"{int(n):,} pts {t:.2f} s" for n, t in naive["silhouette_samples"].items())
+            + f"; full silhouette extrapolated {naive['silhouette_full_extrapolated']:,.0f} s per k; "
+            f"k = 2..8 about {naive['total_2_to_8']:,.0f} s"
+        )
 
     tx = data / "transactions.parquet"
     ours = _child(RFM_POLARS, str(tx), str(work / "rfm-polars.parquet"))
