@@ -59,6 +59,8 @@ FEATURE_WORDS.update(
         "latest_balance": ("high balances", "low balances"),
         "avg_balance": ("high balances", "low balances"),
         "latest_days_past_due": FEATURE_WORDS["max_days_past_due"],
+        "latest_bill_amount": FEATURE_WORDS["avg_bill_amount"],
+        "avg_payment_amount": ("pays large amounts", "pays small amounts"),
     }
 )
 # Holding a product and its balance say the same thing: the same words let describe() drop the repeat.

@@ -36,6 +36,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from warehouse.features import TARGET
+
 from .personas import GENERIC_STRATEGY, describe, match_archetypes
 
 K_RANGE = range(2, 9)
@@ -304,8 +306,14 @@ def _summary(
     prep: Pipeline,
     previous: list[PreviousSegment] | None,
 ) -> pl.DataFrame:
+    # The target describes outcomes, not who the customers are: profiled, never used to name.
     z_by_segment = {
-        s: dict(profiles.filter(pl.col("segment_id") == s).select("feature", "z_score").iter_rows()) for s in range(k)
+        s: dict(
+            profiles.filter((pl.col("segment_id") == s) & (pl.col("feature") != TARGET))
+            .select("feature", "z_score")
+            .iter_rows()
+        )
+        for s in range(k)
     }
     archetypes = match_archetypes(z_by_segment)
     sizes = np.bincount(labels, minlength=k)
@@ -313,12 +321,18 @@ def _summary(
     for s in range(k):
         description = describe(z_by_segment[s])
         archetype = archetypes.get(s)
-        top = profiles.filter(pl.col("segment_id") == s).sort("distinctiveness_rank").head(3).get_column("feature").to_list()
+        top = (
+            profiles.filter((pl.col("segment_id") == s) & (pl.col("feature") != TARGET))
+            .sort("distinctiveness_rank")
+            .head(3)
+            .get_column("feature")
+            .to_list()
+        )
         rows.append(
             {
                 "segment_id": s,
                 "segment_key": f"S{s + 1}",
-                "persona_name": archetype.name if archetype else description,
+                "persona_name": archetype.name if archetype else describe(z_by_segment[s], top=2),
                 "description": description,
                 "archetype": archetype.name if archetype else None,
                 "strategy": archetype.strategy if archetype else GENERIC_STRATEGY,
