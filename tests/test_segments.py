@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import f_oneway
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import Builder
+from conftest import SHARED_DATA, Builder, needs_shared_data
 from dashboard.cli import main
 from models import personas
 from models.runs import ModelError
@@ -157,3 +157,20 @@ def test_description_and_archetype_rules() -> None:
     matched = personas.match_archetypes({0: z, 1: {"has_bnpl": 2.0, "age": -1.2, "app_logins_per_month": 1.5}})
     assert matched[0].name == "Conservative Seniors" and matched[1].name == "PayLater Users"
     assert personas.match_archetypes({0: {"age": 0.1, "annual_income": -0.1}}) == {}
+
+
+@needs_shared_data
+@pytest.mark.parametrize(("spec", "expects_segments", "expects_rfm"), [("german-credit", True, False), ("taiwan-default", True, False), ("online-retail", False, True)])
+def test_train_all_on_the_public_datasets(build: Builder, spec: str, expects_segments: bool, expects_rfm: bool, capsys: pytest.CaptureFixture[str]) -> None:
+    db = build(spec, SHARED_DATA).db_path
+    assert main(["train", "all", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    with duckdb.connect(str(db), read_only=True) as con:
+        kinds = {kind for (kind,) in con.execute("SELECT model_kind FROM ml_model_runs").fetchall()}
+        (customers,) = con.execute("SELECT count(*) FROM customers").fetchone()
+        if expects_segments:
+            (assigned,) = con.execute("SELECT count(*) FROM ml_latest_segments").fetchone()
+            assert assigned == customers
+        assert missing_comments(con) == []
+    assert kinds == ({"segments"} if expects_segments else set()) | ({"rfm"} if expects_rfm else set())
+    assert ("Skipped segments" in out) != expects_segments
