@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 
 DEMO_DEFAULT_CUSTOMERS = 50_000
@@ -22,6 +23,13 @@ SHARED_DATA_DIR = Path("..") / "shared" / "data"
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got '{text}'") from exc
 
 
 def _db_argument(parser: argparse.ArgumentParser) -> None:
@@ -150,7 +158,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     spec, text = load_spec("demo")
     summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
     _print_build(summary)
-    cmd_train(argparse.Namespace(model="all", seed=args.seed, k=None, db=str(summary.db_path)))
+    cmd_train(argparse.Namespace(model="all", seed=args.seed, k=None, as_of=None, db=str(summary.db_path)))
     print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
     return 0
 
@@ -174,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.model == "all" and not _supports(db_path, "rfm"):
             print("Skipped rfm: this warehouse has no transactions.")
         else:
-            run = train_rfm(db_path, seed=args.seed, progress=_say)
+            run = train_rfm(db_path, seed=args.seed, progress=_say, as_of=args.as_of)
             clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
             print(f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}")
     return 0
@@ -265,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same data and seed, same result")
     train.add_argument("--k", type=int, default=None, help="number of personas (default: chosen over 2..8 by silhouette)")
+    train.add_argument(
+        "--as-of",
+        type=_iso_date,
+        default=None,
+        help="RFM: count recency to this date, YYYY-MM-DD (default: the day after the last transaction)",
+    )
     _db_argument(train)
     train.set_defaults(handler=cmd_train)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
+
+import polars as pl
 
 from warehouse.db import read_only
 
@@ -23,17 +26,33 @@ def _supported(db_path: Path, capability: str) -> tuple[bool, str]:
     return (bool(row[0][0]), row[0][1]) if row else (False, "the warehouse records no capabilities")
 
 
-def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None) -> ModelRun:
-    """RFM scores, named segments and K-Means clusters for every customer with transactions."""
+def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None, as_of: date | None = None) -> ModelRun:
+    """RFM scores, named segments and K-Means clusters for every customer with transactions.
+
+    Recency is counted to ``as_of``; by default the build's as-of date, the day after the last
+    transaction in the data.
+    """
     say = progress or (lambda _message: None)
     supported, reason = _supported(db_path, "rfm")
     if not supported:
         raise ModelError(f"RFM cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
         customers = con.sql(
-            "SELECT customer_id, rfm_recency_days, rfm_frequency, rfm_monetary FROM customers ORDER BY customer_id"
+            "SELECT customer_id, rfm_recency_days, rfm_frequency, rfm_monetary, last_txn_at FROM customers ORDER BY customer_id"
         ).pl()
-    run = ModelRun("rfm", {"seed": seed, "clusters": 4, "transform": "log1p + StandardScaler"})
+        (build_as_of,) = con.execute("SELECT as_of_date FROM meta_builds").fetchone() or (None,)
+    if as_of is not None:
+        last = customers.get_column("last_txn_at").max()
+        if last is not None and as_of <= last.date():
+            raise ModelError(f"--as-of must be after the last transaction ({last.date()}), got {as_of}.")
+        customers = customers.with_columns(
+            (pl.lit(as_of) - pl.col("last_txn_at").dt.date()).dt.total_days().alias("rfm_recency_days")
+        )
+    customers = customers.drop("last_txn_at")
+    run = ModelRun(
+        "rfm",
+        {"seed": seed, "clusters": 4, "transform": "log1p + StandardScaler", "as_of": str(as_of or build_as_of)},
+    )
     run.input_fingerprint, run.input_rows = fingerprint(customers), customers.height
     say(f"rfm: scoring and clustering {customers.height:,} customers")
     scored, clusters, metrics = fit_rfm(customers, seed)

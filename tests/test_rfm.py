@@ -130,3 +130,21 @@ def test_rebuild_keeps_model_history_only_for_the_same_spec(retail_db: Path, bui
     build("german-credit", FIXTURES, retail_db)  # another dataset: its history would mean nothing
     with duckdb.connect(str(retail_db), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'ml_%'").fetchone() == (0,)
+
+
+def test_as_of_date_moves_recency(retail_db: Path) -> None:
+    from datetime import date, timedelta
+
+    with duckdb.connect(str(retail_db), read_only=True) as con:
+        (last,) = con.execute("SELECT max(last_txn_at)::DATE FROM customers").fetchone()
+    default = train_rfm(retail_db, seed=1)
+    later = train_rfm(retail_db, seed=1, as_of=last + timedelta(days=31))
+    with duckdb.connect(str(retail_db), read_only=True) as con:
+        shift = con.execute(
+            "SELECT DISTINCT b.rfm_recency_days - a.rfm_recency_days FROM ml_rfm a JOIN ml_rfm b USING (customer_id) "
+            "WHERE a.run_id = ? AND b.run_id = ?",
+            [default.run_id, later.run_id],
+        ).fetchall()
+    assert shift == [(30,)]
+    with pytest.raises(ModelError, match="--as-of must be after the last transaction"):
+        train_rfm(retail_db, as_of=date(2000, 1, 1))
