@@ -69,9 +69,7 @@ def _resolve_data_dir(spec_name: str, data_dir: str | None) -> Path:
         return _ensure_demo_data()
     if SHARED_DATA_DIR.is_dir():
         return SHARED_DATA_DIR
-    raise SourceError(
-        f"Spec '{spec_name}' needs its data files: pass --data-dir with the folder that holds them."
-    )
+    raise SourceError(f"Spec '{spec_name}' needs its data files: pass --data-dir with the folder that holds them.")
 
 
 # --- commands -------------------------------------------------------------------------
@@ -184,7 +182,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             run = train_rfm(db_path, seed=args.seed, progress=_say, as_of=args.as_of)
             clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
-            print(f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}")
+            print(
+                f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}"
+            )
     return 0
 
 
@@ -239,13 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     generate = commands.add_parser("generate", help="write the synthetic bank as Parquet files")
-    generate.add_argument("--customers", type=int, default=DEMO_DEFAULT_CUSTOMERS, help="number of customers (1,000 to 5,000,000)")
+    generate.add_argument(
+        "--customers", type=int, default=DEMO_DEFAULT_CUSTOMERS, help="number of customers (1,000 to 5,000,000)"
+    )
     generate.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same seed, same files")
     generate.add_argument("--out", required=True, help="folder to write the Parquet files into")
     generate.set_defaults(handler=cmd_generate)
 
     build = commands.add_parser("build", help="build the warehouse from a dataset spec")
-    build.add_argument("--spec", required=True, help="built-in spec name (see `segrisk specs`) or a spec file (.toml/.yaml)")
+    build.add_argument(
+        "--spec", required=True, help="built-in spec name (see `segrisk specs`) or a spec file (.toml/.yaml)"
+    )
     build.add_argument(
         "--data-dir",
         default=None,
@@ -271,8 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["segments", "rfm", "all"],
         help="segments: K-Means personas; rfm: RFM scores, segments and clusters; all: both (rfm when there are transactions)",
     )
-    train.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same data and seed, same result")
-    train.add_argument("--k", type=int, default=None, help="number of personas (default: chosen over 2..8 by silhouette)")
+    train.add_argument(
+        "--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same data and seed, same result"
+    )
+    train.add_argument(
+        "--k", type=int, default=None, help="number of personas (default: chosen over 2..8 by silhouette)"
+    )
     train.add_argument(
         "--as-of",
         type=_iso_date,

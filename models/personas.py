@@ -94,7 +94,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         "Conservative Seniors",
         "Wealth management and deposit products; no aggressive lending.",
         False,
-        {"age": 1, "term_deposit_balance": 1, "savings_balance": 1, "monthly_emi": -1, "app_logins_per_month": -1, "loan_amount": -1},
+        {
+            "age": 1,
+            "term_deposit_balance": 1,
+            "savings_balance": 1,
+            "monthly_emi": -1,
+            "app_logins_per_month": -1,
+            "loan_amount": -1,
+        },
     ),
     Archetype(
         "Mainstream Borrowers",
@@ -112,7 +119,14 @@ ARCHETYPES: tuple[Archetype, ...] = (
         "High-Stakes Borrowers",
         "Manual underwriting watchlist: no automatic approvals, tighter limits.",
         True,
-        {"personal_loan_balance": 1, "loan_amount": 1, "debt_to_income": 1, "savings_balance": -1, "credit_score": -1, "max_days_past_due": 1},
+        {
+            "personal_loan_balance": 1,
+            "loan_amount": 1,
+            "debt_to_income": 1,
+            "savings_balance": -1,
+            "credit_score": -1,
+            "max_days_past_due": 1,
+        },
     ),
     Archetype(
         "Affluent & Investment Ready",
@@ -130,7 +144,13 @@ ARCHETYPES: tuple[Archetype, ...] = (
         "Mass Retail",
         "Savings accounts, deposits and starter cards; raise engagement.",
         False,
-        {"app_logins_per_month": -1, "rfm_frequency": -1, "checking_balance": -1, "annual_income": -1, "credit_card_limit": -1},
+        {
+            "app_logins_per_month": -1,
+            "rfm_frequency": -1,
+            "checking_balance": -1,
+            "annual_income": -1,
+            "credit_card_limit": -1,
+        },
     ),
     Archetype(
         "Golden Anchor",
@@ -168,7 +188,9 @@ def describe(z_scores: dict[str, float], top: int = 3) -> str:
     ranked = sorted(((abs(z), f, z) for f, z in z_scores.items() if abs(z) >= 0.25), reverse=True)
     words = []
     for _, feature, z in ranked:
-        high, low = FEATURE_WORDS.get(feature, (f"high {feature.replace('_', ' ')}", f"low {feature.replace('_', ' ')}"))
+        high, low = FEATURE_WORDS.get(
+            feature, (f"high {feature.replace('_', ' ')}", f"low {feature.replace('_', ' ')}")
+        )
         phrase = high if z > 0 else low
         if phrase not in words:
             words.append(phrase)

@@ -161,7 +161,9 @@ def fit_rfm(customers: pl.DataFrame, seed: int) -> tuple[pl.DataFrame, RfmCluste
     values[:, 0] = np.clip(values[:, 0], 0, None)
     values[:, 2] = np.clip(values[:, 2], 0, None)
     # Ten restarts on a fixed-seed sample find the centroids; one pass over everyone refines them.
-    sample_rows = np.sort(np.random.default_rng(seed).choice(len(values), size=min(FIT_SAMPLE, len(values)), replace=False))
+    sample_rows = np.sort(
+        np.random.default_rng(seed).choice(len(values), size=min(FIT_SAMPLE, len(values)), replace=False)
+    )
     on_sample = rfm_pipeline(seed).fit(values[sample_rows])
     pipeline = rfm_pipeline(seed, init=on_sample.named_steps["kmeans"].cluster_centers_).fit(values)
     clusters = RfmClusters.from_pipeline(pipeline)

@@ -123,7 +123,9 @@ def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]
         os.replace(temp_path, db_path)
     except duckdb.Error as exc:
         temp_path.unlink(missing_ok=True)
-        raise ModelError(f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged.") from exc
+        raise ModelError(
+            f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged."
+        ) from exc
     except BaseException:
         temp_path.unlink(missing_ok=True)
         raise

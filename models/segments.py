@@ -126,7 +126,9 @@ def preprocessing(choice: FeatureChoice) -> Pipeline:
                     [
                         (
                             "log",
-                            Pipeline([("impute", SimpleImputer(strategy="median")), ("log1p", FunctionTransformer(np.log1p))]),
+                            Pipeline(
+                                [("impute", SimpleImputer(strategy="median")), ("log1p", FunctionTransformer(np.log1p))]
+                            ),
                             logged,
                         ),
                         ("plain", SimpleImputer(strategy="median"), plain),
@@ -235,7 +237,9 @@ def fit_segments(
     for row in k_table:
         row["is_chosen"] = row["k"] == chosen
 
-    coordinates = PCA(n_components=2, random_state=seed).fit(scaled[_sample(len(scaled), SEARCH_SAMPLE, seed)]).transform(scaled)
+    coordinates = (
+        PCA(n_components=2, random_state=seed).fit(scaled[_sample(len(scaled), SEARCH_SAMPLE, seed)]).transform(scaled)
+    )
     profiles = _profiles(customers, labels, choice)
     summary = _summary(profiles, labels, chosen, choice, centroids, prep, previous)
     metrics = {
@@ -249,7 +253,9 @@ def fit_segments(
         **_dbscan_noise(scaled, seed),
     }
     tsne = _tsne(customers, scaled, labels, seed)
-    return SegmentationResult(choice, chosen, k_table, labels, distances, coordinates, centroids, profiles, summary, tsne, metrics)
+    return SegmentationResult(
+        choice, chosen, k_table, labels, distances, coordinates, centroids, profiles, summary, tsne, metrics
+    )
 
 
 def _canonical_order(model: KMeans, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -266,13 +272,20 @@ def _canonical_order(model: KMeans, scaled: np.ndarray) -> tuple[np.ndarray, np.
 
 def _profiles(customers: pl.DataFrame, labels: np.ndarray, choice: FeatureChoice) -> pl.DataFrame:
     """Long table: per segment and numeric feature, mean, median and z-score against everyone."""
-    numeric = [c for c in customers.columns if c != "customer_id" and (customers.schema[c].is_numeric() or customers.schema[c] == pl.Boolean) and not c.startswith("log_")]
+    numeric = [
+        c
+        for c in customers.columns
+        if c != "customer_id"
+        and (customers.schema[c].is_numeric() or customers.schema[c] == pl.Boolean)
+        and not c.startswith("log_")
+    ]
     frame = customers.select(pl.col(c).cast(pl.Float64) for c in numeric).with_columns(pl.Series("segment_id", labels))
     population = frame.select(
         *(pl.col(c).mean().alias(f"{c}__mean") for c in numeric), *(pl.col(c).std().alias(f"{c}__std") for c in numeric)
     ).row(0, named=True)
     per_segment = frame.group_by("segment_id").agg(
-        *(pl.col(c).mean().alias(f"{c}__mean") for c in numeric), *(pl.col(c).median().alias(f"{c}__median") for c in numeric)
+        *(pl.col(c).mean().alias(f"{c}__mean") for c in numeric),
+        *(pl.col(c).median().alias(f"{c}__median") for c in numeric),
     )
     rows = []
     for record in per_segment.sort("segment_id").iter_rows(named=True):
@@ -293,7 +306,12 @@ def _profiles(customers: pl.DataFrame, labels: np.ndarray, choice: FeatureChoice
             )
     profiles = pl.DataFrame(rows, schema_overrides={"segment_id": pl.Int32})
     return profiles.with_columns(
-        pl.col("z_score").abs().rank("ordinal", descending=True).over("segment_id").cast(pl.Int32).alias("distinctiveness_rank")
+        pl.col("z_score")
+        .abs()
+        .rank("ordinal", descending=True)
+        .over("segment_id")
+        .cast(pl.Int32)
+        .alias("distinctiveness_rank")
     )
 
 

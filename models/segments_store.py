@@ -108,7 +108,13 @@ def write_segments(
         pl.col("segment_id").replace_strict(key_of, return_dtype=pl.String).alias("segment_key"),
         pl.col("segment_id").replace_strict(name_of, return_dtype=pl.String).alias("persona_name"),
     )
-    append_table(con, "ml_segments", segments.select(list(SEGMENTS_COMMENTS)), "One row per customer per segments run.", SEGMENTS_COMMENTS)
+    append_table(
+        con,
+        "ml_segments",
+        segments.select(list(SEGMENTS_COMMENTS)),
+        "One row per customer per segments run.",
+        SEGMENTS_COMMENTS,
+    )
     append_table(
         con,
         "ml_segment_summary",
@@ -117,7 +123,8 @@ def write_segments(
         SUMMARY_COMMENTS,
     )
     profiles = result.profiles.with_columns(
-        pl.lit(run_id).alias("run_id"), pl.col("segment_id").replace_strict(key_of, return_dtype=pl.String).alias("segment_key")
+        pl.lit(run_id).alias("run_id"),
+        pl.col("segment_id").replace_strict(key_of, return_dtype=pl.String).alias("segment_key"),
     )
     append_table(
         con,
@@ -127,7 +134,9 @@ def write_segments(
         PROFILE_COMMENTS,
     )
     k_rows = pl.DataFrame(result.k_table).with_columns(pl.lit(run_id).alias("run_id"))
-    append_table(con, "ml_k_selection", k_rows.select(list(K_COMMENTS)), "One row per candidate k per segments run.", K_COMMENTS)
+    append_table(
+        con, "ml_k_selection", k_rows.select(list(K_COMMENTS)), "One row per candidate k per segments run.", K_COMMENTS
+    )
     append_table(
         con,
         "ml_segment_tsne",
@@ -167,7 +176,9 @@ def _write_migration(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 def ensure_labels_and_views(con: duckdb.DuckDBPyConnection) -> None:
     """The labels table and the views that apply it to the latest segments run."""
     con.execute(f"CREATE TABLE IF NOT EXISTS ml_persona_labels ({LABELS_DDL})")
-    comment_table(con, "ml_persona_labels", "One row per labelled segment key: persona names and strategies set by people.")
+    comment_table(
+        con, "ml_persona_labels", "One row per labelled segment key: persona names and strategies set by people."
+    )
     comment_columns(con, "ml_persona_labels", LABELS_COMMENTS)
     con.execute(
         f"""
@@ -200,13 +211,24 @@ def ensure_labels_and_views(con: duckdb.DuckDBPyConnection) -> None:
         con,
         "ml_latest_segment_summary",
         {k: v for k, v in SUMMARY_COMMENTS.items() if k != "matched_previous"}
-        | {"persona_name": "Persona name: the label people set, else the model's.", "strategy": "Strategy: the label people set, else the archetype's."},
+        | {
+            "persona_name": "Persona name: the label people set, else the model's.",
+            "strategy": "Strategy: the label people set, else the archetype's.",
+        },
     )
-    comment_table(con, "ml_latest_segments", "View: one row per customer with their persona in the latest segments run.", view=True)
+    comment_table(
+        con,
+        "ml_latest_segments",
+        "View: one row per customer with their persona in the latest segments run.",
+        view=True,
+    )
     comment_columns(
         con,
         "ml_latest_segments",
-        {k: SEGMENTS_COMMENTS[k] for k in ("customer_id", "run_id", "segment_id", "segment_key", "distance_to_centroid", "pca_x", "pca_y")}
+        {
+            k: SEGMENTS_COMMENTS[k]
+            for k in ("customer_id", "run_id", "segment_id", "segment_key", "distance_to_centroid", "pca_x", "pca_y")
+        }
         | {
             "persona_name": "Persona name: the label people set, else the model's.",
             "strategy": "Strategy: the label people set, else the archetype's.",
@@ -217,7 +239,9 @@ def ensure_labels_and_views(con: duckdb.DuckDBPyConnection) -> None:
 
 def previous_segments(con: duckdb.DuckDBPyConnection) -> list[PreviousSegment]:
     """The latest run's segments with their centroids (feature means), for carrying keys and names over."""
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ml_segment_summary'").fetchall()[0][0]
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ml_segment_summary'").fetchall()[0][
+        0
+    ]
     if not exists:
         return []
     rows = con.execute(
@@ -234,7 +258,9 @@ def previous_segments(con: duckdb.DuckDBPyConnection) -> list[PreviousSegment]:
     return list(segments.values())
 
 
-def set_label(con: duckdb.DuckDBPyConnection, segment_key: str, *, name: str | None = None, strategy: str | None = None) -> None:
+def set_label(
+    con: duckdb.DuckDBPyConnection, segment_key: str, *, name: str | None = None, strategy: str | None = None
+) -> None:
     """Rename a persona or set its strategy; the other field keeps its value."""
     ensure_labels_and_views(con)
     known = con.execute("SELECT count(*) FROM ml_segment_summary WHERE segment_key = ?", [segment_key]).fetchall()[0][0]

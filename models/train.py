@@ -63,13 +63,13 @@ def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None, a
         run.record(con)
 
     write_back(db_path, write)
-    say(f"rfm: run {run.run_id} written ({metrics['customers']:,} customers, silhouette {metrics['silhouette_sample']:.3f})")
+    say(
+        f"rfm: run {run.run_id} written ({metrics['customers']:,} customers, silhouette {metrics['silhouette_sample']:.3f})"
+    )
     return run
 
 
-def train_segments(
-    db_path: Path, seed: int = 42, k: int | None = None, progress: Progress | None = None
-) -> ModelRun:
+def train_segments(db_path: Path, seed: int = 42, k: int | None = None, progress: Progress | None = None) -> ModelRun:
     """K-Means personas over the customers mart, named, profiled and written back with the run id."""
     say = progress or (lambda _message: None)
     supported, reason = _supported(db_path, "personas")
@@ -118,7 +118,9 @@ def set_persona_label(db_path: Path, segment_key: str, *, name: str | None = Non
 def list_personas(db_path: Path) -> list[tuple]:
     """(segment_key, persona_name, customers, share, strategy) of the latest segments run."""
     with read_only(db_path) as con:
-        exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'ml_latest_segment_summary'").fetchall()
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_views() WHERE view_name = 'ml_latest_segment_summary'"
+        ).fetchall()
         if not exists[0][0]:
             raise ModelError(f"No personas in {db_path} yet: run `segrisk train segments` first.")
         return con.execute(

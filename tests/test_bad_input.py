@@ -8,8 +8,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import Builder, file_digest
+
 from warehouse.errors import SegriskError, SourceError, SpecError
 
 SPEC = """
@@ -118,14 +118,18 @@ def test_bad_rows_are_quarantined_with_reasons(build: Builder, tmp_path: Path) -
     assert by_kind["transactions"].rows_out == len(GOOD_TRANSACTIONS)
     with duckdb.connect(str(summary.db_path), read_only=True) as con:
         for kind, bad in (("customers", BAD_CUSTOMERS), ("transactions", BAD_TRANSACTIONS)):
-            rows = con.execute(f"SELECT source_row, rule, reason, raw_record FROM quarantine_{kind} ORDER BY source_row").fetchall()
+            rows = con.execute(
+                f"SELECT source_row, rule, reason, raw_record FROM quarantine_{kind} ORDER BY source_row"
+            ).fetchall()
             good_count = len(GOOD_CUSTOMERS) if kind == "customers" else len(GOOD_TRANSACTIONS)
             expected = [(good_count + i + 1, rule, reason) for i, (_, rule, reason) in enumerate(bad)]
             assert [(r[0], r[1], r[2]) for r in rows] == expected
             # Nothing is lost: the raw record holds the row as it was in the file.
             first_raw = json.loads(rows[0][3])
             assert ",".join("" if v is None else v for v in first_raw.values()) == bad[0][0]
-        counts = con.execute("SELECT source, rows_in, rows_out, rows_rejected FROM meta_row_counts ORDER BY source").fetchall()
+        counts = con.execute(
+            "SELECT source, rows_in, rows_out, rows_rejected FROM meta_row_counts ORDER BY source"
+        ).fetchall()
         assert counts == [
             ("customers", len(customers), len(GOOD_CUSTOMERS), len(BAD_CUSTOMERS)),
             ("transactions", len(transactions), len(GOOD_TRANSACTIONS), len(BAD_TRANSACTIONS)),
@@ -152,7 +156,9 @@ def _assert_unchanged_after(
 def test_missing_file(build: Builder, previous: Path, tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "d", GOOD_CUSTOMERS, GOOD_TRANSACTIONS)
     (data / "transactions.csv").unlink()
-    _assert_unchanged_after(build, previous, data, SourceError, f"transactions: file transactions.csv was not found in {data}")
+    _assert_unchanged_after(
+        build, previous, data, SourceError, f"transactions: file transactions.csv was not found in {data}"
+    )
 
 
 def test_missing_column(build: Builder, previous: Path, tmp_path: Path) -> None:
@@ -173,14 +179,22 @@ def test_empty_file(build: Builder, previous: Path, tmp_path: Path) -> None:
 def test_header_without_rows(build: Builder, previous: Path, tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "d", [], GOOD_TRANSACTIONS)
     (data / "customers.csv").write_text("id,age,income,joined_at,segment\n")
-    _assert_unchanged_after(build, previous, data, SourceError, "customers: file customers.csv has a header but no data rows")
+    _assert_unchanged_after(
+        build, previous, data, SourceError, "customers: file customers.csv has a header but no data rows"
+    )
 
 
 def test_undecodable_text(build: Builder, previous: Path, tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "d", GOOD_CUSTOMERS, GOOD_TRANSACTIONS)
-    (data / "customers.csv").write_bytes("id,age,income,joined_at,segment\n1,34,5,2020-01-01,Zürich\n".encode("latin-1"))
+    (data / "customers.csv").write_bytes(
+        "id,age,income,joined_at,segment\n1,34,5,2020-01-01,Zürich\n".encode("latin-1")
+    )
     _assert_unchanged_after(
-        build, previous, data, SourceError, "customers: file customers.csv is not valid utf-8 text (byte 0xfc on line 2)"
+        build,
+        previous,
+        data,
+        SourceError,
+        "customers: file customers.csv is not valid utf-8 text (byte 0xfc on line 2)",
     )
 
 
@@ -221,15 +235,21 @@ def test_reader_of_old_file_is_not_disturbed_by_rebuild(build: Builder, previous
 def test_lineage_across_several_files(build: Builder, tmp_path: Path) -> None:
     data = write_dataset(tmp_path / "multi", GOOD_CUSTOMERS, GOOD_TRANSACTIONS)
     (data / "customers.csv").rename(data / "customers_1.csv")
-    (data / "customers_2.csv").write_text("id,age,income,joined_at,segment\n10,40,1,2020-01-01,retail\n11,500,1,2020-01-01,retail\n")
+    (data / "customers_2.csv").write_text(
+        "id,age,income,joined_at,segment\n10,40,1,2020-01-01,retail\n11,500,1,2020-01-01,retail\n"
+    )
     spec = SPEC.replace('files = ["customers.csv"]', 'files = ["customers_*.csv"]')
     summary = build("tiny", data, tmp_path / "multi.duckdb", spec_text=spec)
     with duckdb.connect(str(summary.db_path), read_only=True) as con:
-        (file, row, raw_row, rule) = con.execute("SELECT source_file, source_row, raw_row, rule FROM quarantine_customers").fetchone()
+        (file, row, raw_row, rule) = con.execute(
+            "SELECT source_file, source_row, raw_row, rule FROM quarantine_customers"
+        ).fetchone()
         assert (file, row, raw_row, rule) == ("customers_2.csv", 2, len(GOOD_CUSTOMERS) + 2, "out_of_range")
         raw_age = con.execute("SELECT age FROM raw_customers WHERE rowid + 1 = ?", [raw_row]).fetchall()
         assert raw_age == [("500",)]
-        ranges = con.execute("SELECT source_file, first_row, last_row FROM meta_sources WHERE source = 'customers' ORDER BY 2").fetchall()
+        ranges = con.execute(
+            "SELECT source_file, first_row, last_row FROM meta_sources WHERE source = 'customers' ORDER BY 2"
+        ).fetchall()
         assert ranges == [("customers_1.csv", 1, 3), ("customers_2.csv", 4, 5)]
         kept = con.execute("SELECT customer_id, _source_row FROM stg_customers ORDER BY 2").fetchall()
         assert kept == [(1, 1), (2, 2), (3, 3), (10, 4)]

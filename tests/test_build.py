@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-
 from conftest import FIXTURES, SHARED_DATA, Builder, file_digest, needs_shared_data
+
 from warehouse.dictionary import missing_comments
 
 
@@ -20,9 +20,7 @@ def _query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
 def _retail_expected(data_dir: Path) -> tuple[int, int, int]:
     """Lines kept, customers and lines rejected, computed straight from the source file."""
     lines = pl.read_parquet(data_dir / "online_retail" / "online_retail.parquet")
-    kept = lines.filter(
-        pl.col("CustomerID").is_not_null() & (pl.col("Quantity") > 0) & (pl.col("UnitPrice") > 0)
-    )
+    kept = lines.filter(pl.col("CustomerID").is_not_null() & (pl.col("Quantity") > 0) & (pl.col("UnitPrice") > 0))
     return kept.height, kept.get_column("CustomerID").n_unique(), lines.height - kept.height
 
 
@@ -67,7 +65,9 @@ def test_taiwan_wide_columns_become_snapshot_rows(build: Builder) -> None:
     pay_columns = ["PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6"]
     assert [r[1] for r in rows] == [max(first[c], 0) * 30 for c in pay_columns]
     assert [r[2] for r in rows] == [first[f"BILL_AMT{i}"] for i in range(1, 7)]
-    (max_dpd, target) = _query(db, "SELECT max_days_past_due, is_defaulted FROM customers WHERE customer_id = ?", [first["ID"]])[0]
+    (max_dpd, target) = _query(
+        db, "SELECT max_days_past_due, is_defaulted FROM customers WHERE customer_id = ?", [first["ID"]]
+    )[0]
     assert max_dpd == max(max(first[c], 0) * 30 for c in pay_columns)
     assert target == (first["default.payment.next.month"] == 1)
 
@@ -76,7 +76,8 @@ def test_german_credit_keeps_na_as_null_and_maps_target(build: Builder) -> None:
     summary = build("german-credit")
     source = pl.read_csv(FIXTURES / "german_credit" / "german_credit_data_with_risk.csv", null_values=["NA"])
     (missing_savings, bad) = _query(
-        summary.db_path, "SELECT count(*) FILTER (saving_accounts IS NULL), count(*) FILTER (is_defaulted) FROM customers"
+        summary.db_path,
+        "SELECT count(*) FILTER (saving_accounts IS NULL), count(*) FILTER (is_defaulted) FROM customers",
     )[0]
     assert missing_savings == source.get_column("Saving accounts").null_count()
     assert bad == (source.get_column("Risk") == "bad").sum()
@@ -91,7 +92,7 @@ def test_raw_tables_keep_lineage_and_sha(build: Builder) -> None:
         "JOIN meta_sources m ON r.rowid + 1 BETWEEN m.first_row AND m.last_row GROUP BY ALL",
     )
     assert rows == [("german_credit/german_credit_data_with_risk.csv", file_digest(path), 200)]
-    (line_age,) = _query(summary.db_path, "SELECT \"Age\" FROM raw_customers WHERE rowid + 1 = 2")[0]
+    (line_age,) = _query(summary.db_path, 'SELECT "Age" FROM raw_customers WHERE rowid + 1 = 2')[0]
     assert line_age == "22"  # line 3 of the file: the second applicant, aged 22
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import FIXTURES, REPO
+
 from dashboard.cli import build_parser, main
 
 
@@ -59,7 +59,9 @@ def test_check_fails_on_a_broken_warehouse(tmp_path: Path, capsys: pytest.Captur
     assert "FAIL  unique_key" in out and "2 duplicate customer_id values" in out
 
 
-def test_db_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_db_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = tmp_path / "env.duckdb"
     monkeypatch.setenv("SEGRISK_DB", str(db))
     assert main(["build", "--spec", "german-credit", "--data-dir", str(FIXTURES)]) == 0
@@ -70,9 +72,15 @@ def test_db_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     ("args", "expected"),
     [
         (["build", "--spec", "no-such-spec"], "error: Spec 'no-such-spec' is neither a built-in spec"),
-        (["build", "--spec", "german-credit", "--data-dir", "/nonexistent"], "error: --data-dir /nonexistent is not a folder."),
+        (
+            ["build", "--spec", "german-credit", "--data-dir", "/nonexistent"],
+            "error: --data-dir /nonexistent is not a folder.",
+        ),
         (["check", "--db", "/nonexistent/x.duckdb"], "error: No warehouse at /nonexistent/x.duckdb"),
-        (["generate", "--customers", "5", "--out", "x"], "error: --customers must be between 1,000 and 5,000,000, got 5."),
+        (
+            ["generate", "--customers", "5", "--out", "x"],
+            "error: --customers must be between 1,000 and 5,000,000, got 5.",
+        ),
         (["demo", "--customers", "0"], "error: --customers must be between 1,000"),
     ],
 )

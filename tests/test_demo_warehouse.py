@@ -25,14 +25,27 @@ def test_one_row_per_customer_with_target(mart: pl.DataFrame, demo_data: Path) -
 
 def test_ratios_match_the_definitions(mart: pl.DataFrame, demo_data: Path) -> None:
     c = pl.read_parquet(demo_data / "customers.parquet").sort("customer_id")
-    debt = c["personal_loan_balance"] + c["car_loan_balance"] + c["mortgage_balance"] + c["bnpl_balance"] + c["credit_card_balance"]
-    expected_dti = pl.Series([d / i if i is not None and i > 0 else None for d, i in zip(debt, c["annual_income"], strict=True)])
+    debt = (
+        c["personal_loan_balance"]
+        + c["car_loan_balance"]
+        + c["mortgage_balance"]
+        + c["bnpl_balance"]
+        + c["credit_card_balance"]
+    )
+    expected_dti = pl.Series(
+        [d / i if i is not None and i > 0 else None for d, i in zip(debt, c["annual_income"], strict=True)]
+    )
     got = mart.get_column("debt_to_income")
     assert got.null_count() == expected_dti.null_count() > 0  # missing incomes stay missing, not zero
     assert ((got - expected_dti).abs().max() or 0) < 1e-9
-    util = [b / lim if lim > 0 else 0.0 for b, lim in zip(c["credit_card_balance"], c["credit_card_limit"], strict=True)]
+    util = [
+        b / lim if lim > 0 else 0.0 for b, lim in zip(c["credit_card_balance"], c["credit_card_limit"], strict=True)
+    ]
     assert ((mart.get_column("utilization") - pl.Series(util)).abs().max() or 0) < 1e-12
-    emi = [e * 12 / i if i is not None and i > 0 else None for e, i in zip(c["monthly_emi"], c["annual_income"], strict=True)]
+    emi = [
+        e * 12 / i if i is not None and i > 0 else None
+        for e, i in zip(c["monthly_emi"], c["annual_income"], strict=True)
+    ]
     assert ((mart.get_column("emi_to_income") - pl.Series(emi)).abs().max() or 0) < 1e-9
     assert (mart.get_column("log_annual_income") - c["annual_income"].log1p()).abs().max() < 1e-9
 
@@ -57,12 +70,17 @@ def test_snapshot_features_match(mart: pl.DataFrame, demo_data: Path) -> None:
     expected = snaps.group_by("customer_id").agg(
         pl.col("days_past_due").max().alias("max_days_past_due"),
         (pl.col("credit_score").last() - pl.col("credit_score").first()).alias("credit_score_change"),
-        (pl.col("credit_score").shift(1) - pl.col("credit_score")).max().clip(lower_bound=0).alias("max_credit_score_drop"),
+        (pl.col("credit_score").shift(1) - pl.col("credit_score"))
+        .max()
+        .clip(lower_bound=0)
+        .alias("max_credit_score_drop"),
         pl.len().alias("snapshot_periods"),
     )
     joined = mart.join(expected, on="customer_id", suffix="_expected")
     for name in ("max_days_past_due", "credit_score_change", "max_credit_score_drop", "snapshot_periods"):
-        assert joined.get_column(name).equals(joined.get_column(f"{name}_expected"), check_names=False, check_dtypes=False), name
+        assert joined.get_column(name).equals(
+            joined.get_column(f"{name}_expected"), check_names=False, check_dtypes=False
+        ), name
     # The generator plants a few score drops of more than 15 points; the feature must see them.
     assert (mart.get_column("max_credit_score_drop") > 15).sum() > 0
 
@@ -73,8 +91,16 @@ def test_capabilities_and_dictionary(demo_db: Path) -> None:
         comments = con.execute(
             "SELECT comment FROM duckdb_columns() WHERE table_name = 'customers' AND column_name = 'debt_to_income'"
         ).fetchall()
-        latent = con.execute("SELECT count(*) FROM duckdb_columns() WHERE column_name ILIKE '%latent%' OR column_name = 'persona'").fetchall()
-    assert capabilities == {"personas": True, "rfm": True, "risk_model": True, "early_warnings": True, "cross_sell": True}
+        latent = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE column_name ILIKE '%latent%' OR column_name = 'persona'"
+        ).fetchall()
+    assert capabilities == {
+        "personas": True,
+        "rfm": True,
+        "risk_model": True,
+        "early_warnings": True,
+        "cross_sell": True,
+    }
     assert "annual income" in comments[0][0]
     assert latent == [(0,)], "the latent persona must never reach the warehouse"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-
 from conftest import SHARED_DATA, Builder, file_digest, needs_shared_data
+
 from dashboard.cli import main
 from models import rfm
 from models.runs import ModelError, write_back
@@ -18,9 +18,20 @@ from warehouse.dictionary import missing_comments
 
 @pytest.mark.parametrize(
     ("r", "f", "segment"),
-    [(5, 5, "Champions"), (4, 4, "Loyal"), (5, 2, "Potential Loyalist"), (5, 1, "New"), (4, 1, "Promising"),
-     (3, 3, "Need Attention"), (3, 1, "About to Sleep"), (1, 5, "Can't Lose Them"), (2, 3, "At Risk"),
-     (1, 1, "Lost"), (2, 1, "Hibernating"), (1, 2, "Hibernating")],
+    [
+        (5, 5, "Champions"),
+        (4, 4, "Loyal"),
+        (5, 2, "Potential Loyalist"),
+        (5, 1, "New"),
+        (4, 1, "Promising"),
+        (3, 3, "Need Attention"),
+        (3, 1, "About to Sleep"),
+        (1, 5, "Can't Lose Them"),
+        (2, 3, "At Risk"),
+        (1, 1, "Lost"),
+        (2, 1, "Hibernating"),
+        (1, 2, "Hibernating"),
+    ],
 )
 def test_segment_map(r: int, f: int, segment: str) -> None:
     assert rfm.segment_of(r, f) == segment
@@ -33,7 +44,12 @@ def test_every_score_cell_has_a_segment() -> None:
 
 def test_quintiles_split_evenly_and_recency_is_reversed() -> None:
     frame = pl.DataFrame(
-        {"customer_id": range(1, 101), "rfm_recency_days": range(100, 0, -1), "rfm_frequency": range(1, 101), "rfm_monetary": [float(i) for i in range(1, 101)]}
+        {
+            "customer_id": range(1, 101),
+            "rfm_recency_days": range(100, 0, -1),
+            "rfm_frequency": range(1, 101),
+            "rfm_monetary": [float(i) for i in range(1, 101)],
+        }
     )
     scored = rfm.score_rfm(frame.lazy()).collect()
     assert scored.group_by("f_score").len().get_column("len").to_list() == [20] * 5
@@ -54,7 +70,9 @@ def test_train_rfm_writes_run_and_rows(retail_db: Path, capsys: pytest.CaptureFi
     with duckdb.connect(str(retail_db), read_only=True) as con:
         (runs,) = con.execute("SELECT count(*) FROM ml_model_runs WHERE model_kind = 'rfm'").fetchone()
         (customers,) = con.execute("SELECT count(*) FROM customers WHERE rfm_frequency > 0").fetchone()
-        rows = con.execute("SELECT count(*), count(DISTINCT run_id), count(DISTINCT cluster_name) FROM ml_rfm").fetchone()
+        rows = con.execute(
+            "SELECT count(*), count(DISTINCT run_id), count(DISTINCT cluster_name) FROM ml_rfm"
+        ).fetchone()
         assert missing_comments(con) == []
         names = {n for (n,) in con.execute("SELECT cluster_name FROM ml_rfm_clusters").fetchall()}
     assert runs == 1
@@ -66,8 +84,12 @@ def test_same_seed_same_assignments_and_runs_are_kept(retail_db: Path) -> None:
     first = train_rfm(retail_db, seed=5)
     second = train_rfm(retail_db, seed=5)
     with duckdb.connect(str(retail_db), read_only=True) as con:
-        a = con.execute("SELECT customer_id, segment, cluster_name FROM ml_rfm WHERE run_id = ? ORDER BY 1", [first.run_id]).fetchall()
-        b = con.execute("SELECT customer_id, segment, cluster_name FROM ml_rfm WHERE run_id = ? ORDER BY 1", [second.run_id]).fetchall()
+        a = con.execute(
+            "SELECT customer_id, segment, cluster_name FROM ml_rfm WHERE run_id = ? ORDER BY 1", [first.run_id]
+        ).fetchall()
+        b = con.execute(
+            "SELECT customer_id, segment, cluster_name FROM ml_rfm WHERE run_id = ? ORDER BY 1", [second.run_id]
+        ).fetchall()
         (runs,) = con.execute("SELECT count(*) FROM ml_model_runs").fetchone()
     assert a == b and len(a) > 0
     assert runs == 2
@@ -95,7 +117,8 @@ def test_rfm_refuses_data_without_transactions(build: Builder) -> None:
 
 def test_assign_rejects_nonsense() -> None:
     clusters = rfm.RfmClusters(
-        log_mean=pl.Series([1.0, 1.0, 1.0]).to_numpy(), log_scale=pl.Series([1.0, 1.0, 1.0]).to_numpy(),
+        log_mean=pl.Series([1.0, 1.0, 1.0]).to_numpy(),
+        log_scale=pl.Series([1.0, 1.0, 1.0]).to_numpy(),
         scaled_centroids=pl.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [0.0] * 4, "c": [0.0] * 4}).to_numpy(),
         names=(rfm.CHURN_RISK, rfm.HIGH_VALUE, rfm.POTENTIAL, rfm.OCCASIONAL),
     )

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from conftest import SHARED_DATA, Builder, needs_shared_data
 from scipy.stats import f_oneway
 from sklearn.metrics import adjusted_rand_score
 
-from conftest import SHARED_DATA, Builder, needs_shared_data
 from dashboard.cli import main
 from models import personas
 from models.runs import ModelError
@@ -33,7 +33,9 @@ def trained(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _assignments(db: Path, run_id: str | None = None) -> pl.DataFrame:
     with duckdb.connect(str(db), read_only=True) as con:
         if run_id is None:
-            return con.sql("SELECT customer_id, segment_key, persona_name FROM ml_latest_segments ORDER BY customer_id").pl()
+            return con.sql(
+                "SELECT customer_id, segment_key, persona_name FROM ml_latest_segments ORDER BY customer_id"
+            ).pl()
         return con.sql(
             "SELECT customer_id, segment_key, persona_name FROM ml_segments WHERE run_id = ? ORDER BY customer_id",
             params=[run_id],
@@ -56,7 +58,12 @@ def test_archetypes_are_recognised(trained: Path) -> None:
     with duckdb.connect(str(trained), read_only=True) as con:
         archetypes = {a for (a,) in con.execute("SELECT archetype FROM ml_latest_segment_summary").fetchall()}
         flagged = con.execute("SELECT archetype FROM ml_latest_segment_summary WHERE manual_underwriting").fetchall()
-    assert {"Conservative Seniors", "PayLater Users", "High-Stakes Borrowers", "Affluent & Investment Ready"} <= archetypes
+    assert {
+        "Conservative Seniors",
+        "PayLater Users",
+        "High-Stakes Borrowers",
+        "Affluent & Investment Ready",
+    } <= archetypes
     assert ("High-Stakes Borrowers",) in flagged
 
 
@@ -64,7 +71,13 @@ def test_tables_are_filled_and_documented(trained: Path) -> None:
     with duckdb.connect(str(trained), read_only=True) as con:
         counts = dict(
             (table, con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
-            for table in ("ml_segments", "ml_segment_summary", "ml_segment_profiles", "ml_k_selection", "ml_segment_tsne")
+            for table in (
+                "ml_segments",
+                "ml_segment_summary",
+                "ml_segment_profiles",
+                "ml_k_selection",
+                "ml_segment_tsne",
+            )
         )
         (customers,) = con.execute("SELECT count(*) FROM customers").fetchone()
         (run_kind, metrics) = con.execute("SELECT model_kind, metrics FROM ml_model_runs").fetchone()
@@ -89,12 +102,16 @@ def test_same_seed_same_assignments_and_a_rename_survives(trained: Path, tmp_pat
     assert renamed == ["Our Car Buyers"]
     with duckdb.connect(str(db), read_only=True) as con:
         strategy = con.execute("SELECT strategy FROM ml_latest_segment_summary WHERE segment_key = 'S2'").fetchone()
-        moved = con.execute("SELECT coalesce(sum(customers) FILTER (from_segment_key <> to_segment_key), 0), sum(customers) FROM ml_segment_migration").fetchone()
+        moved = con.execute(
+            "SELECT coalesce(sum(customers) FILTER (from_segment_key <> to_segment_key), 0), sum(customers) FROM ml_segment_migration"
+        ).fetchone()
     assert strategy == ("Call them about green car loans.",)
     assert moved == (0, before.height)
 
 
-def test_changed_data_keeps_keys_where_segments_persist(trained: Path, tmp_path: Path, build: Builder, demo_data: Path) -> None:
+def test_changed_data_keeps_keys_where_segments_persist(
+    trained: Path, tmp_path: Path, build: Builder, demo_data: Path
+) -> None:
     db = tmp_path / "changed.duckdb"
     shutil.copyfile(trained, db)
     first = _assignments(db)
@@ -103,7 +120,11 @@ def test_changed_data_keeps_keys_where_segments_persist(trained: Path, tmp_path:
     shutil.copytree(demo_data, changed)
     kept = pl.read_parquet(changed / "customers.parquet").filter(pl.col("customer_id") % 10 != 0)
     kept.write_parquet(changed / "customers.parquet")
-    for name, key in (("loan_applications", "customer_id"), ("transactions", "customer_id"), ("monthly_snapshots", "customer_id")):
+    for name, key in (
+        ("loan_applications", "customer_id"),
+        ("transactions", "customer_id"),
+        ("monthly_snapshots", "customer_id"),
+    ):
         frame = pl.read_parquet(changed / f"{name}.parquet").filter(pl.col(key) % 10 != 0)
         frame.write_parquet(changed / f"{name}.parquet")
     set_persona_label(db, "S3", name="Homeowners")
@@ -152,7 +173,13 @@ def test_refuses_bad_k(demo_db: Path) -> None:
 
 
 def test_description_and_archetype_rules() -> None:
-    z = {"age": 1.8, "savings_balance": 1.2, "monthly_emi": -1.1, "app_logins_per_month": -0.9, "term_deposit_balance": 1.5}
+    z = {
+        "age": 1.8,
+        "savings_balance": 1.2,
+        "monthly_emi": -1.1,
+        "app_logins_per_month": -0.9,
+        "term_deposit_balance": 1.5,
+    }
     assert personas.describe(z) == "Older, holds term deposits, high savings"
     matched = personas.match_archetypes({0: z, 1: {"has_bnpl": 2.0, "age": -1.2, "app_logins_per_month": 1.5}})
     assert matched[0].name == "Conservative Seniors" and matched[1].name == "PayLater Users"
@@ -160,8 +187,13 @@ def test_description_and_archetype_rules() -> None:
 
 
 @needs_shared_data
-@pytest.mark.parametrize(("spec", "expects_segments", "expects_rfm"), [("german-credit", True, False), ("taiwan-default", True, False), ("online-retail", False, True)])
-def test_train_all_on_the_public_datasets(build: Builder, spec: str, expects_segments: bool, expects_rfm: bool, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("spec", "expects_segments", "expects_rfm"),
+    [("german-credit", True, False), ("taiwan-default", True, False), ("online-retail", False, True)],
+)
+def test_train_all_on_the_public_datasets(
+    build: Builder, spec: str, expects_segments: bool, expects_rfm: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
     db = build(spec, SHARED_DATA).db_path
     assert main(["train", "all", "--db", str(db)]) == 0
     out = capsys.readouterr().out

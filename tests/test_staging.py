@@ -7,14 +7,17 @@ from datetime import datetime
 import duckdb
 import polars as pl
 import pytest
-
 from conftest import FIXTURES, Builder
+
 from warehouse.sources import resolve_files, scan_file
 from warehouse.spec import load_spec
 from warehouse.staging import REJECTED, SOURCE_ROW, column_rules, flag_rejections, staged_columns, with_typed
 
 
-@pytest.mark.parametrize(("spec_name", "kind"), [("german-credit", "customers"), ("taiwan-default", "customers"), ("online-retail", "transactions")])
+@pytest.mark.parametrize(
+    ("spec_name", "kind"),
+    [("german-credit", "customers"), ("taiwan-default", "customers"), ("online-retail", "transactions")],
+)
 def test_sql_view_equals_polars_staging(build: Builder, spec_name: str, kind: str) -> None:
     summary = build(spec_name)
     spec, _ = load_spec(spec_name)
@@ -23,7 +26,10 @@ def test_sql_view_equals_polars_staging(build: Builder, spec_name: str, kind: st
     (file,) = resolve_files(kind, source, FIXTURES)
     raw = scan_file(kind, file, source)
     flagged = flag_rejections(
-        with_typed(raw, source), column_rules(source, datetime.now(), raw.collect_schema()), unique_key=kind == "customers", known_keys=None
+        with_typed(raw, source),
+        column_rules(source, datetime.now(), raw.collect_schema()),
+        unique_key=kind == "customers",
+        known_keys=None,
     )
     polars_rows = staged_columns(flagged.filter(~pl.col(REJECTED)), source).collect().sort(SOURCE_ROW)
     with duckdb.connect(str(summary.db_path), read_only=True) as con:

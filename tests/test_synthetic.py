@@ -211,9 +211,7 @@ def test_summary_is_written_and_consistent(
 # --------------------------------------------------------------------------- determinism
 
 
-def test_same_seed_gives_byte_identical_files(
-    small: tuple[Path, dict, list[str]], tmp_path: Path
-) -> None:
+def test_same_seed_gives_byte_identical_files(small: tuple[Path, dict, list[str]], tmp_path: Path) -> None:
     folder = small[0]
     _generate_small(tmp_path / "again", 11)
     assert _digests(tmp_path / "again") == _digests(folder)
@@ -307,13 +305,9 @@ def test_balances_follow_holdings(tables: dict[str, pl.DataFrame]) -> None:
         assert (c.filter(held)[balance] > 0).all(), balance
         assert (c.filter(~held)[balance] == 0).all(), balance
     assert (c.filter(~pl.col("has_credit_card"))["credit_card_balance"] == 0).all()
-    utilization = c.filter("has_credit_card").select(
-        pl.col("credit_card_balance") / pl.col("credit_card_limit")
-    )
+    utilization = c.filter("has_credit_card").select(pl.col("credit_card_balance") / pl.col("credit_card_limit"))
     assert utilization.to_series().max() <= 1.2 + 1e-9
-    loans = pl.any_horizontal(
-        pl.col(f"has_{p}") for p in ("personal_loan", "car_loan", "mortgage", "bnpl")
-    )
+    loans = pl.any_horizontal(pl.col(f"has_{p}") for p in ("personal_loan", "car_loan", "mortgage", "bnpl"))
     assert c.select((loans == (pl.col("monthly_emi") > 0)).all()).item()
     assert (c.filter("has_mortgage")["housing"] == "own").all()
 
@@ -323,9 +317,7 @@ def test_last_snapshot_matches_customer(tables: dict[str, pl.DataFrame]) -> None
     last = tables["monthly_snapshots"].filter(pl.col("month") == date(2026, 10, 1))
     joined = c.join(last, on="customer_id", suffix="_snap")
     assert (joined["credit_score"] == joined["credit_score_snap"]).all()
-    deposits = (
-        joined["savings_balance"] + joined["checking_balance"] + joined["term_deposit_balance"]
-    )
+    deposits = joined["savings_balance"] + joined["checking_balance"] + joined["term_deposit_balance"]
     assert np.allclose(joined["balance"], deposits, atol=0.02)
     utilization = (joined["credit_card_balance"] / joined["credit_card_limit"]).fill_nan(0.0)
     assert np.allclose(joined["utilization"], utilization, atol=1e-4)
@@ -378,9 +370,7 @@ def test_income_outliers_exist_but_are_rare(bank_20k) -> None:
 
 def test_about_one_percent_have_a_sharp_score_drop(bank_20k) -> None:
     snaps = pl.read_parquet(bank_20k(1) / "monthly_snapshots.parquet")
-    drops = snaps.group_by("customer_id").agg(
-        (pl.col("credit_score").diff() < -15).any().alias("dropped")
-    )
+    drops = snaps.group_by("customer_id").agg((pl.col("credit_score").diff() < -15).any().alias("dropped"))
     assert 0.006 <= drops["dropped"].mean() <= 0.015
 
 
@@ -500,9 +490,7 @@ def test_silhouette_peaks_near_seven_clusters(bank_20k) -> None:
     X = _segmentation_matrix(pl.read_parquet(bank_20k(1) / "customers.parquet"))
     sample = np.random.default_rng(0).choice(len(X), 10_000, replace=False)
     scores = {
-        k: silhouette_score(
-            X[sample], KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(X)[sample]
-        )
+        k: silhouette_score(X[sample], KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(X)[sample])
         for k in range(2, 9)
     }
     assert 6 <= max(scores, key=scores.get) <= 8

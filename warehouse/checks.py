@@ -82,7 +82,9 @@ def run_checks(con: duckdb.DuckDBPyConnection) -> list[CheckResult]:
                 f"SELECT count(*) FROM {child} c WHERE c.customer_id IS NULL "
                 "OR NOT EXISTS (SELECT 1 FROM customers p WHERE p.customer_id = c.customer_id)",
             )
-            results.append(_result("relationship_customer_id", child, orphans, "rows whose customer_id is not in customers"))
+            results.append(
+                _result("relationship_customer_id", child, orphans, "rows whose customer_id is not in customers")
+            )
     if "is_defaulted" in _columns(con, "customers"):
         results.append(
             _result(

@@ -49,9 +49,7 @@ def connect_memory() -> duckdb.DuckDBPyConnection:
 def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """Open an existing warehouse read-only; many readers may share one file."""
     if not path.exists():
-        raise WarehouseError(
-            f"No warehouse at {path}: run `segrisk build` first, or pass --db with the file's path."
-        )
+        raise WarehouseError(f"No warehouse at {path}: run `segrisk build` first, or pass --db with the file's path.")
     try:
         return duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:

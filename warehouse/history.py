@@ -33,9 +33,13 @@ def carry_over_history(con: duckdb.DuckDBPyConnection, previous: Path, spec_name
         built_from = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous_warehouse' AND table_name = 'meta_builds'"
         ).fetchall()[0][0]
-        if not built_from or con.execute(
-            "SELECT count(*) FROM previous_warehouse.meta_builds WHERE spec_name = ?", [spec_name]
-        ).fetchall()[0][0] == 0:
+        if (
+            not built_from
+            or con.execute(
+                "SELECT count(*) FROM previous_warehouse.meta_builds WHERE spec_name = ?", [spec_name]
+            ).fetchall()[0][0]
+            == 0
+        ):
             return []
         tables = con.execute(
             "SELECT table_name, sql, comment FROM duckdb_tables() "

@@ -36,8 +36,7 @@ def resolve_files(kind: str, source: SourceSpec, data_dir: Path) -> list[SourceF
         matches = sorted(glob.glob(pattern)) if any(ch in name for ch in "*?[") else [pattern]
         if not matches or not Path(matches[0]).is_file():
             raise SourceError(
-                f"{kind}: file {name} was not found in {data_dir} "
-                "(pass --data-dir with the folder that holds it)."
+                f"{kind}: file {name} was not found in {data_dir} (pass --data-dir with the folder that holds it)."
             )
         for match in matches:
             path = Path(match)

@@ -184,9 +184,7 @@ class SourceSpec(_Strict):
         if self.format is not None:
             return self.format
         suffix = Path(file_name).suffix.lower()
-        return {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".xlsx": "xlsx"}.get(
-            suffix, "csv"
-        )
+        return {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".xlsx": "xlsx"}.get(suffix, "csv")
 
 
 class DatasetSpec(_Strict):
@@ -238,9 +236,7 @@ class DatasetSpec(_Strict):
 
     @property
     def has_snapshots(self) -> bool:
-        return self.snapshots is not None or (
-            self.customers is not None and self.customers.wide_snapshots is not None
-        )
+        return self.snapshots is not None or (self.customers is not None and self.customers.wide_snapshots is not None)
 
 
 def builtin_spec_names() -> list[str]:

@@ -158,8 +158,7 @@ def _sql_cast_text(text: str, column: ColumnSpec, decimal: str) -> str:
         true_words = ", ".join(sql_literal(word) for word in _TRUE_WORDS)
         false_words = ", ".join(sql_literal(word) for word in _FALSE_WORDS)
         return (
-            f"CASE WHEN lower({text}) IN ({true_words}) THEN true "
-            f"WHEN lower({text}) IN ({false_words}) THEN false END"
+            f"CASE WHEN lower({text}) IN ({true_words}) THEN true WHEN lower({text}) IN ({false_words}) THEN false END"
         )
     if column.type in ("date", "timestamp"):
         if column.format is not None:
@@ -206,9 +205,7 @@ def sql_typed(column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> str:
     return f"CAST({expr} AS {_SQL_TYPES[column.type]}) AS {quote_ident(column.name)}"
 
 
-def staging_view_sql(
-    view: str, raw_table: str, quarantine_table: str, source: SourceSpec, schema: pl.Schema
-) -> str:
+def staging_view_sql(view: str, raw_table: str, quarantine_table: str, source: SourceSpec, schema: pl.Schema) -> str:
     """``CREATE VIEW stg_x``: typed canonical columns of raw rows that were not quarantined."""
     columns = ",\n  ".join(sql_typed(column, schema, source.csv) for column in source.columns)
     return (

@@ -24,9 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _child(code: str, *args: str) -> dict:
     """Run a phase in a fresh interpreter; it reports its own seconds and peak RSS as JSON."""
-    result = subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, check=False)
     if result.returncode != 0:
         raise SystemExit(f"benchmark phase failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -136,7 +134,9 @@ def _agree(polars_path: Path, pandas_path: Path) -> bool:
     ours = pl.read_parquet(polars_path).sort("customer_id")
     theirs = pl.read_parquet(pandas_path).sort("customer_id").select(ours.columns)
     same_counts = ours.select("customer_id", "rfm_recency_days", "rfm_frequency").equals(
-        theirs.select("customer_id", "rfm_recency_days", "rfm_frequency").cast(ours.select("customer_id", "rfm_recency_days", "rfm_frequency").schema)
+        theirs.select("customer_id", "rfm_recency_days", "rfm_frequency").cast(
+            ours.select("customer_id", "rfm_recency_days", "rfm_frequency").schema
+        )
     )
     money = (ours.get_column("rfm_monetary") - theirs.get_column("rfm_monetary")).abs().max()
     return bool(same_counts and money is not None and money < 1e-6)
@@ -148,7 +148,9 @@ def bench(customers: int, work: Path, skip_pandas: bool) -> None:
     if not (data / "generation.json").exists():
         gen = _child(GENERATE, str(customers), str(data))
         rows = sum(gen["rows"].values())
-        print(f"generate: {gen['seconds']:.1f} s, {rows / gen['seconds']:,.0f} rows/s, peak {gen['peak_rss_gb']:.2f} GB")
+        print(
+            f"generate: {gen['seconds']:.1f} s, {rows / gen['seconds']:,.0f} rows/s, peak {gen['peak_rss_gb']:.2f} GB"
+        )
     summary = json.loads((data / "generation.json").read_text())
     transactions = summary["row_counts"]["transactions.parquet"]
     snapshots = summary["row_counts"]["monthly_snapshots.parquet"]
@@ -167,7 +169,9 @@ def bench(customers: int, work: Path, skip_pandas: bool) -> None:
     for model in ("segments", "rfm"):
         trained = _child(TRAIN, str(db), str(work / f"train-{customers}.duckdb"), model)
         extra = f", k = {trained['k']}" if trained.get("k") else ""
-        print(f"train {model}: {trained['seconds']:.1f} s (read, fit, write back), peak {trained['peak_rss_gb']:.2f} GB{extra}")
+        print(
+            f"train {model}: {trained['seconds']:.1f} s (read, fit, write back), peak {trained['peak_rss_gb']:.2f} GB{extra}"
+        )
     if not skip_pandas:
         naive = _child(NAIVE_SEGMENTS, str(db))
         print(
