@@ -19,10 +19,15 @@ DEFAULT_DB_NAME = "segrisk.duckdb"
 DB_ENV_VAR = "SEGRISK_DB"
 
 #: DuckDB settings used while building; the memory limit keeps a 1M-customer build under 4 GB.
+#: A bulk load's commit logs a few hundred KB (block pointers and the rows left over from full
+#: row groups); checkpointing once that much has built up compresses the leftovers while the
+#: build is still busy elsewhere, instead of in a final checkpoint that delays the swap-in
+#: (0.7 s at 1M customers). The default, 16 MB, is never reached by a build.
 BUILD_CONFIG = {
     "threads": 2,
     "memory_limit": "2GB",
     "preserve_insertion_order": True,
+    "checkpoint_threshold": "256KB",
 }
 
 

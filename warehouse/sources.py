@@ -6,9 +6,11 @@ import glob
 import hashlib
 import io
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from .errors import SourceError
 from .spec import SourceSpec
@@ -82,6 +84,30 @@ def scan_file(kind: str, file: SourceFile, source: SourceSpec, row_offset: int =
     )
     _require_columns(kind, file, source, frame.collect_schema())
     return frame
+
+
+def latest_timestamp(files: list[SourceFile], column: str) -> datetime | None:
+    """The column's latest value from the Parquet footers' statistics, or None if they can't say.
+
+    Writers record every row group's minimum and maximum; reading them costs milliseconds where
+    a scan of 50 million timestamps costs a second of CPU. None when a file is not Parquet or a
+    row group has no statistics, or the values are not plain (time-zone-free) timestamps.
+    """
+    latest: datetime | None = None
+    for file in files:
+        if not file.is_parquet:
+            return None
+        metadata = pq.ParquetFile(file.path).metadata
+        for group in range(metadata.num_row_groups):
+            chunks = [metadata.row_group(group).column(i) for i in range(metadata.num_columns)]
+            stats = next((chunk.statistics for chunk in chunks if chunk.path_in_schema == column), None)
+            if stats is None or not stats.has_min_max:
+                return None
+            value = stats.max
+            if not isinstance(value, datetime) or value.tzinfo is not None:
+                return None
+            latest = value if latest is None else max(latest, value)
+    return latest
 
 
 def row_count(frame: pl.LazyFrame) -> int:

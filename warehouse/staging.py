@@ -26,6 +26,7 @@ SOURCE_FILE = "_source_file"
 FILE_ROW = "_file_row"
 LINEAGE_COLUMNS = (SOURCE_ROW,)
 REJECTED = "_rejected"
+SUSPECT = "_suspect"
 
 _POLARS_TYPES: dict[str, pl.DataType] = {
     "int": pl.Int64(),
@@ -268,6 +269,10 @@ class Rule:
     column: str
     failed: pl.Expr
     reason: pl.Expr
+    #: Holds wherever ``failed`` does, from raw values alone, where ``failed`` needs a typed
+    #: value that is costly at 50M rows (trimmed text): a pass can judge by the screen and
+    #: needs the exact test only for rows the screen catches.
+    screen: pl.Expr | None = None
 
 
 def _number(value: float) -> str:
@@ -289,6 +294,24 @@ def can_fail_to_parse(column: ColumnSpec, schema: pl.Schema) -> bool:
     if _is_text(dtype):
         return column.type != "string"
     return not (dtype == polars_type(column) or (column.type == "int" and dtype.is_integer()))
+
+
+def _allowed_screen(column: ColumnSpec, schema: pl.Schema) -> pl.Expr | None:
+    """Where the typed value is the trimmed raw text, a raw value in the allowed list is its own
+    trimmed value: only raw values outside the list can fail. None for any other typed value.
+    """
+    source = column.source_columns[0]
+    trimmed_text = (
+        column.type == "string"
+        and column.role != "target"
+        and column.mapping is None
+        and column.product_of is None
+        and schema[source] == pl.String
+    )
+    if not trimmed_text or any(value != value.strip() for value in column.allowed or []):
+        return None
+    raw = pl.col(source)
+    return raw.is_not_null() & ~raw.is_in(column.allowed)
 
 
 def column_rules(source: SourceSpec, now: datetime, schema: pl.Schema) -> list[Rule]:
@@ -388,6 +411,7 @@ def column_rules(source: SourceSpec, now: datetime, schema: pl.Schema) -> list[R
                         _shown(typed),
                         pl.lit(", ".join(column.allowed)),
                     ),
+                    _allowed_screen(column, schema),
                 )
             )
         if column.type in ("date", "timestamp"):
@@ -417,16 +441,28 @@ def flag_rejections(
     *,
     unique_key: bool,
     known_keys: pl.Series | None,
+    screened: bool = False,
 ) -> pl.LazyFrame:
-    """Add ``_rejected``: whether any rule fails, a later duplicate, or an unknown customer."""
+    """Add ``_rejected``: whether any rule fails, a later duplicate, or an unknown customer.
+
+    ``screened`` judges rules that have a screen by it, and adds ``_suspect``: whether a screen
+    holds. A screen holds wherever its rule fails, so where no row is suspect the flags are exact.
+    """
     key = pl.col(f"__{CUSTOMER_KEY}")
-    failed = pl.any_horizontal([rule.failed.fill_null(False) for rule in rules])
+    screens = [rule.screen for rule in rules if screened and rule.screen is not None]
+    judged = [rule.failed for rule in rules if not (screened and rule.screen is not None)]
+    failed = pl.any_horizontal([test.fill_null(False) for test in judged + screens])
     if known_keys is not None:
         failed = failed | (key.is_not_null() & ~key.is_in(known_keys.implode()))
     flagged = typed.with_columns(failed.alias(REJECTED))
+    if screened:
+        flagged = flagged.with_columns(pl.any_horizontal([pl.lit(False), *screens]).alias(SUSPECT))
     if unique_key:
-        # A duplicate is judged among otherwise-valid rows: the first valid one is kept.
-        duplicate = (~pl.col(REJECTED)) & key.is_not_null() & (pl.int_range(pl.len()).over(key, REJECTED) > 0)
+        # A duplicate is judged among otherwise-valid rows: the first valid one is kept. Masking
+        # rejected rows' keys to null lets one is_first_distinct pass do it, where a window over
+        # (key, rejected) costs a second of a 1M-row build.
+        valid_key = pl.when(~pl.col(REJECTED)).then(key)
+        duplicate = valid_key.is_not_null() & ~valid_key.is_first_distinct()
         flagged = flagged.with_columns((pl.col(REJECTED) | duplicate).alias(REJECTED))
     return flagged
 
