@@ -37,6 +37,9 @@ FEATURE_DESCRIPTIONS: dict[str, str] = {
     "snapshot_periods": "Number of periodic snapshots (months) held for the customer.",
     "max_days_past_due": "Worst days-past-due seen in any snapshot.",
     "latest_days_past_due": "Days past due in the latest snapshot.",
+    "latest_period": "Period (month) of the customer's latest snapshot: the period early-warning alerts refer to.",
+    "previous_days_past_due": "Days past due in the snapshot before the latest (null with a single snapshot).",
+    "latest_credit_score_drop": "Fall in credit score from the previous snapshot to the latest, points (negative = rose).",
     "periods_past_due": "Number of snapshots with days past due above 0 (delinquency count).",
     "latest_credit_score": "Credit score in the latest snapshot.",
     "credit_score_change": "Latest credit score minus the earliest one (negative = worsening).",
@@ -106,24 +109,30 @@ def snapshot_features(snapshots: pl.LazyFrame, measures: Iterable[str], *, preso
     """
     present = set(measures)
     ordered = snapshots if presorted else snapshots.sort(CUSTOMER_KEY, "period")
-    aggregations: list[pl.Expr] = [pl.len().cast(pl.Int64).alias("snapshot_periods")]
+    aggregations: list[pl.Expr] = [
+        pl.len().cast(pl.Int64).alias("snapshot_periods"),
+        pl.col("period").last().alias("latest_period"),
+    ]
+    # Changes since the customer's previous period are taken on rows before grouping: a shift
+    # inside the aggregation runs group by group, six times slower at 24M snapshots.
+    same_customer = pl.col(CUSTOMER_KEY) == pl.col(CUSTOMER_KEY).shift(1)
     if "days_past_due" in present:
         dpd = pl.col("days_past_due")
+        ordered = ordered.with_columns(pl.when(same_customer).then(dpd.shift(1)).alias("_previous_dpd"))
         aggregations += [
             dpd.max().alias("max_days_past_due"),
             dpd.last().alias("latest_days_past_due"),
+            pl.col("_previous_dpd").last().alias("previous_days_past_due"),
             (dpd > 0).sum().cast(pl.Int64).alias("periods_past_due"),
         ]
     if "credit_score" in present:
         score = pl.col("credit_score")
-        # The fall since the customer's previous period, taken on rows before grouping: a shift
-        # inside the aggregation runs group by group, six times slower at 24M snapshots.
-        same_customer = pl.col(CUSTOMER_KEY) == pl.col(CUSTOMER_KEY).shift(1)
         ordered = ordered.with_columns(pl.when(same_customer).then(score.shift(1) - score).alias("_score_drop"))
         aggregations += [
             score.last().alias("latest_credit_score"),
             (score.last() - score.first()).alias("credit_score_change"),
             pl.col("_score_drop").max().fill_null(0).clip(lower_bound=0).alias("max_credit_score_drop"),
+            pl.col("_score_drop").last().alias("latest_credit_score_drop"),
         ]
     for measure, latest, average in (
         ("utilization", "latest_utilization", "avg_utilization"),
