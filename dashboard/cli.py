@@ -156,36 +156,90 @@ def cmd_demo(args: argparse.Namespace) -> int:
     spec, text = load_spec("demo")
     summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
     _print_build(summary)
-    cmd_train(argparse.Namespace(model="all", seed=args.seed, k=None, as_of=None, db=str(summary.db_path)))
+    cmd_train(build_parser().parse_args(["train", "all", "--seed", str(args.seed), "--db", str(summary.db_path)]))
     print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.train import train_rfm, train_segments
+    from models import train
+    from models.scorecard import Scorecard
     from warehouse.db import default_db_path
 
     db_path = default_db_path(args.db)
+    every = args.model == "all"
     if args.model in ("segments", "all"):
-        if args.model == "all" and not _supports(db_path, "personas"):
+        if every and not _supports(db_path, "personas"):
             print("Skipped segments: this warehouse has no customer attributes to build personas from.")
         else:
-            run = train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
+            run = train.train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
             print(
                 f"Trained segments on {db_path}: run {run.run_id}; k = {run.metrics['k']}, "
                 f"silhouette {run.metrics['silhouette']:.3f}"
             )
             _print_personas(db_path)
     if args.model in ("rfm", "all"):
-        if args.model == "all" and not _supports(db_path, "rfm"):
+        if every and not _supports(db_path, "rfm"):
             print("Skipped rfm: this warehouse has no transactions.")
         else:
-            run = train_rfm(db_path, seed=args.seed, progress=_say, as_of=args.as_of)
+            run = train.train_rfm(db_path, seed=args.seed, progress=_say, as_of=args.as_of)
             clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
             print(
                 f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}"
             )
+    has_risk = _supports(db_path, "risk_model")
+    if args.model in ("risk", "all"):
+        if every and not has_risk:
+            print("Skipped risk: this warehouse has no default outcome (target) to learn from.")
+        else:
+            scorecard = Scorecard(args.base_score, args.base_odds, args.pdo)
+            run = train.train_risk(db_path, seed=args.seed, progress=_say, scorecard=scorecard)
+            _print_risk(run.run_id, run.metrics, db_path)
+    if args.model in ("warnings", "all"):
+        if every and not has_risk:
+            print("Skipped warnings: they need a PD model.")
+        else:
+            run = train.train_warnings(db_path, thresholds=dict(args.threshold or []), progress=_say)
+            m = run.metrics
+            by_rule = ", ".join(
+                f"{rule} {count:,}" if rule not in m["rules_not_run"] else f"{rule} not run (no data)"
+                for rule, count in m["alerts_by_rule"].items()
+            )
+            print(f"Trained warnings on {db_path}: run {run.run_id}; {m['alerts']:,} alerts ({by_rule})")
+            if m["psi_score"] is not None:
+                print(f"  score PSI {m['psi_score']:.3f}; red: {', '.join(m['psi_red']) or 'none'}")
+    if args.model in ("cross-sell", "all"):
+        if every and not (_supports(db_path, "cross_sell") and _supports(db_path, "personas")):
+            print("Skipped cross-sell: this warehouse has no product-holding flags (has_* columns).")
+        else:
+            run = train.train_cross_sell(db_path, progress=_say)
+            m = run.metrics
+            print(
+                f"Trained cross-sell on {db_path}: run {run.run_id}; {m['offers']:,} offers to "
+                f"{m['customers_with_offer']:,} customers; {m['credit_offers_blocked']:,} credit offers held back by risk"
+            )
+    if args.model in ("statistics", "all"):
+        run = train.train_statistics(db_path, alpha=args.alpha, seed=args.seed, progress=_say)
+        print(
+            f"Trained statistics on {db_path}: run {run.run_id}; {run.metrics['tests']} tests, "
+            f"{run.metrics['significant']} significant at alpha {args.alpha} after correction"
+        )
     return 0
+
+
+def _print_risk(run_id: str, m: dict, db_path: Path) -> None:
+    print(
+        f"Trained risk on {db_path}: run {run_id}; champion {m['champion']} ({m['imbalance']}, {m['calibration']} calibration)"
+    )
+    print(
+        f"  test ROC AUC {m['roc_auc']:.3f} (challenger {m['challenger_roc_auc']:.3f}), Gini {m['gini']:.3f}, "
+        f"KS {m['ks']:.3f}, Brier {m['brier']:.4f} (base rate {m['brier_base_rate']:.4f}), CV AUC {m['cv_auc']:.3f}"
+    )
+    print(
+        f"  policy v{m['policy_version']}: automated {m['automation_rate']:.1%}, approved {m['approval_rate']:.1%}, "
+        f"review {m['review_rate']:.1%}, declined {m['decline_rate']:.1%}; "
+        f"expected default rate of approved {m['expected_default_rate_approved']:.2%}"
+    )
 
 
 def _supports(db_path: Path, capability: str) -> bool:
@@ -216,6 +270,66 @@ def cmd_personas(args: argparse.Namespace) -> int:
         set_persona_label(db_path, args.segment_key, strategy=args.text)
         print(f"Set the strategy of {args.segment_key}.")
     _print_personas(db_path)
+    return 0
+
+
+def _rule_threshold(text: str) -> tuple[str, float]:
+    name, _, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected RULE=NUMBER, e.g. high_debt_to_income=0.5, got '{text}'") from exc
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from models import policy_actions
+    from warehouse.db import default_db_path
+
+    db_path = default_db_path(args.db)
+    if args.action == "explain":
+        for row in policy_actions.explain(db_path, args.customer_ids):
+            print(
+                f"Customer {row['customer_id']}: PD {row['pd']:.1%}, score {row['score']:.0f}, grade {row['grade']}, "
+                f"{row['decision']} ({row['decision_reason']})"
+            )
+            for reason in (row["reason_1"], row["reason_2"], row["reason_3"]):
+                if reason:
+                    print(f"  - {reason}")
+        return 0
+    if args.action == "set":
+        policy = policy_actions.change(
+            db_path,
+            approve_min=args.approve_min,
+            decline_below=args.decline_below,
+            lgd=args.lgd,
+            review_rules=args.review_rule,
+            persona_review=False if args.no_persona_review else None,
+        )
+        print(f"Saved policy version {policy.version}.")
+    policy, outcome = policy_actions.evaluate_current(db_path)
+    print(
+        f"Policy v{policy.version} '{policy.name}': approve at {policy.approve_min_score:g}+, "
+        f"decline below {policy.decline_below_score:g}, LGD {policy.lgd:.0%}"
+    )
+    rules = [r.describe() for r in policy.rules if r.enabled]
+    if policy.review_flagged_personas:
+        rules.insert(0, "personas flagged for manual underwriting")
+    print(f"  manual review whatever the score: {'; '.join(rules) or 'no rules'}")
+    print(
+        f"  {'persona':<32} {'customers':>10} {'automated':>9} {'approved':>9} {'review':>8} {'exp. DR':>8} {'exp. loss':>14}"
+    )
+    for row in [{"persona_name": "All customers"} | outcome.overall] + outcome.by_persona:
+        print(
+            f"  {row['persona_name'][:32]:<32} {row['customers']:>10,} {row['automation_rate']:>9.1%} "
+            f"{row['approval_rate']:>9.1%} {row['review_rate']:>8.1%} {row['expected_default_rate_approved']:>8.2%} "
+            f"{row['expected_loss_approved']:>14,.0f}"
+        )
+    flagged = [
+        f"{r['attribute']} {r['group_value']} ({r['adverse_impact_ratio']:.2f})"
+        for r in outcome.fairness
+        if r["is_flagged"]
+    ]
+    print(f"  adverse impact ratio below 0.8: {', '.join(flagged) or 'none'}")
     return 0
 
 
@@ -272,8 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fit models on the warehouse and write their results back into it")
     train.add_argument(
         "model",
-        choices=["segments", "rfm", "all"],
-        help="segments: K-Means personas; rfm: RFM scores, segments and clusters; all: both (rfm when there are transactions)",
+        choices=["segments", "rfm", "risk", "warnings", "cross-sell", "statistics", "all"],
+        help="segments: K-Means personas; rfm: RFM scores and clusters; risk: PD models, scorecard, grades, "
+        "reasons and policy decisions; warnings: early-warning alerts and PSI; cross-sell: product "
+        "recommendations; statistics: tests of the risk analysis; all: every one the data supports",
     )
     train.add_argument(
         "--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed: same data and seed, same result"
@@ -287,8 +403,43 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="RFM: count recency to this date, YYYY-MM-DD (default: the day after the last transaction)",
     )
+    train.add_argument("--base-score", type=float, default=600.0, help="risk: points at the base odds (default 600)")
+    train.add_argument(
+        "--base-odds", type=float, default=50.0, help="risk: good:bad odds of the base score (default 50)"
+    )
+    train.add_argument("--pdo", type=float, default=20.0, help="risk: points to double the odds (default 20)")
+    train.add_argument(
+        "--threshold",
+        type=_rule_threshold,
+        action="append",
+        metavar="RULE=VALUE",
+        help="warnings: change a rule's threshold, e.g. high_debt_to_income=0.5 (repeatable)",
+    )
+    train.add_argument("--alpha", type=float, default=0.05, help="statistics: significance level (default 0.05)")
     _db_argument(train)
     train.set_defaults(handler=cmd_train)
+
+    policy = commands.add_parser("policy", help="show, change or evaluate the approval policy")
+    policy_actions = policy.add_subparsers(dest="action", metavar="ACTION", required=True)
+    policy_actions.add_parser("show", help="the current policy version and its outcome on the latest scores")
+    change = policy_actions.add_parser("set", help="save a new policy version and evaluate it")
+    change.add_argument("--approve-min", type=float, help="auto-approve at or above this score")
+    change.add_argument("--decline-below", type=float, help="auto-decline below this score")
+    change.add_argument("--lgd", type=float, help="loss given default, 0 to 1")
+    change.add_argument(
+        "--review-rule",
+        action="append",
+        metavar="'COLUMN OP VALUE'",
+        help="send to manual review when it holds, e.g. 'utilization > 0.95' (repeatable; replaces the rules)",
+    )
+    change.add_argument(
+        "--no-persona-review", action="store_true", help="do not send flagged personas to manual review"
+    )
+    explain = policy_actions.add_parser("explain", help="score, grade, decision and reasons of some customers")
+    explain.add_argument("customer_ids", type=int, nargs="+", help="customer keys")
+    for action in policy_actions.choices.values():
+        _db_argument(action)
+    policy.set_defaults(handler=cmd_policy)
 
     personas = commands.add_parser("personas", help="list personas, rename one, or set its strategy")
     persona_actions = personas.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -204,5 +204,10 @@ def test_train_all_on_the_public_datasets(
             (assigned,) = con.execute("SELECT count(*) FROM ml_latest_segments").fetchone()
             assert assigned == customers
         assert missing_comments(con) == []
-    assert kinds == ({"segments"} if expects_segments else set()) | ({"rfm"} if expects_rfm else set())
+    assert kinds & {"segments", "rfm"} == ({"segments"} if expects_segments else set()) | (
+        {"rfm"} if expects_rfm else set()
+    )
+    # Risk, warnings and statistics run wherever there is a default outcome (not in Online Retail).
+    assert ({"risk", "warnings"} <= kinds) == (spec != "online-retail")
+    assert "statistics" in kinds
     assert ("Skipped segments" in out) != expects_segments

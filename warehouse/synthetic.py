@@ -438,10 +438,7 @@ def _validate(n_customers: int) -> None:
     if isinstance(n_customers, bool) or not isinstance(n_customers, int | np.integer):
         raise TypeError(f"n_customers must be an integer, got {n_customers!r}.")
     if not MIN_CUSTOMERS <= n_customers <= MAX_CUSTOMERS:
-        raise ValueError(
-            f"n_customers must be between {MIN_CUSTOMERS:,} and {MAX_CUSTOMERS:,}, "
-            f"got {n_customers:,}."
-        )
+        raise ValueError(f"n_customers must be between {MIN_CUSTOMERS:,} and {MAX_CUSTOMERS:,}, got {n_customers:,}.")
 
 
 def _summary(
@@ -473,17 +470,13 @@ def _summary(
     }
 
 
-def _generate_chunk(
-    seq: np.random.SeedSequence, first_index: int, n: int, first_txn_id: int
-) -> _Chunk:
+def _generate_chunk(seq: np.random.SeedSequence, first_index: int, n: int, first_txn_id: int) -> _Chunk:
     """Generate every table for customers first_index+1 .. first_index+n.
 
     Each table family draws from its own child stream, so changing how one
     table is generated leaves the other tables' values unchanged.
     """
-    rng_people, rng_history, rng_loans, rng_txn, rng_publish = (
-        np.random.default_rng(s) for s in seq.spawn(5)
-    )
+    rng_people, rng_history, rng_loans, rng_txn, rng_publish = (np.random.default_rng(s) for s in seq.spawn(5))
     pop = _draw_population(rng_people, first_index, n)
     dpd = _delinquency(rng_history, pop)
     scores = _credit_score_paths(rng_history, pop, dpd)
@@ -642,16 +635,12 @@ def _deposit_balances(
     checking_median = income * _param("checking_income_share")[persona]
     investment_median = _param("investment_median")[persona] * relative_income
     return {
-        "savings_balance": _held_amount(
-            has["savings"], _lognormal(rng, savings_median, 0.8, -0.35 * risk_dev)
-        ),
+        "savings_balance": _held_amount(has["savings"], _lognormal(rng, savings_median, 0.8, -0.35 * risk_dev)),
         "checking_balance": _held_amount(has["checking"], _lognormal(rng, checking_median, 0.6)),
         "term_deposit_balance": _held_amount(
             has["term_deposit"], _lognormal(rng, _param("term_deposit_median")[persona], 0.7)
         ),
-        "investment_balance": _held_amount(
-            has["investments"], _lognormal(rng, investment_median, 0.9)
-        ),
+        "investment_balance": _held_amount(has["investments"], _lognormal(rng, investment_median, 0.9)),
     }
 
 
@@ -677,15 +666,9 @@ def _credit_balances(
         "personal_loan_balance": _held_amount(
             has["personal_loan"], _lognormal(rng, personal_median, 0.5, 0.25 * risk_dev)
         ),
-        "car_loan_balance": _held_amount(
-            has["car_loan"], _lognormal(rng, _param("car_loan_median")[persona], 0.5)
-        ),
-        "mortgage_balance": _held_amount(
-            has["mortgage"], _lognormal(rng, mortgage_median, 0.4, 0.2 * risk_dev)
-        ),
-        "bnpl_balance": _held_amount(
-            has["bnpl"], _lognormal(rng, _param("bnpl_median")[persona], 0.7)
-        ),
+        "car_loan_balance": _held_amount(has["car_loan"], _lognormal(rng, _param("car_loan_median")[persona], 0.5)),
+        "mortgage_balance": _held_amount(has["mortgage"], _lognormal(rng, mortgage_median, 0.4, 0.2 * risk_dev)),
+        "bnpl_balance": _held_amount(has["bnpl"], _lognormal(rng, _param("bnpl_median")[persona], 0.7)),
     }
 
 
@@ -702,9 +685,7 @@ def _instalment(rng: np.random.Generator, balance: np.ndarray, loan: str) -> np.
 def _utilization(columns: dict[str, np.ndarray]) -> np.ndarray:
     """Card balance / limit as the warehouse computes it: 0 for customers without a card."""
     limit = columns["credit_card_limit"]
-    return np.divide(
-        columns["credit_card_balance"], limit, out=np.zeros_like(limit), where=limit > 0
-    )
+    return np.divide(columns["credit_card_balance"], limit, out=np.zeros_like(limit), where=limit > 0)
 
 
 # --------------------------------------------------------------------------- history
@@ -754,9 +735,7 @@ def _credit_score_paths(rng: np.random.Generator, pop: _Population, dpd: np.ndar
     return np.clip(paths, 300, 850).astype(np.int32)
 
 
-def _backward_walk(
-    rng: np.random.Generator, final: np.ndarray, drift: float, sd: float
-) -> np.ndarray:
+def _backward_walk(rng: np.random.Generator, final: np.ndarray, drift: float, sd: float) -> np.ndarray:
     """Multiplicative monthly path (n, 24) ending exactly at final (zero stays zero)."""
     steps = rng.normal(drift, sd, (len(final), _N_MONTHS - 1))
     paths = np.empty((len(final), _N_MONTHS))
@@ -765,9 +744,7 @@ def _backward_walk(
     return paths
 
 
-def _snapshots(
-    rng: np.random.Generator, pop: _Population, dpd: np.ndarray, scores: np.ndarray
-) -> pl.DataFrame:
+def _snapshots(rng: np.random.Generator, pop: _Population, dpd: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
     """24 monthly snapshots per customer; the last one matches customers.parquet."""
     c = pop.columns
     n = len(pop.persona)
@@ -834,9 +811,7 @@ def default_probability(features: dict[str, np.ndarray]) -> np.ndarray:
     return _sigmoid(logit)
 
 
-def _default_features(
-    pop: _Population, dpd: np.ndarray, loan_amount: np.ndarray
-) -> dict[str, np.ndarray]:
+def _default_features(pop: _Population, dpd: np.ndarray, loan_amount: np.ndarray) -> dict[str, np.ndarray]:
     """Observable risk drivers, transformed exactly as DEFAULT_FEATURES documents."""
     c = pop.columns
     income = pop.true_income
@@ -890,9 +865,7 @@ def _transactions(rng: np.random.Generator, pop: _Population, first_txn_id: int)
     )
 
 
-def _channels(
-    rng: np.random.Generator, pop: _Population, owner: np.ndarray, category: np.ndarray
-) -> np.ndarray:
+def _channels(rng: np.random.Generator, pop: _Population, owner: np.ndarray, category: np.ndarray) -> np.ndarray:
     """Channel codes (app, online, branch, atm); cash withdrawals are always physical.
 
     Non-cash spend goes digital with probability online_txn_share / (1 - cash
