@@ -247,6 +247,23 @@ def fairness_check(population: PolicyPopulation, approved: np.ndarray) -> list[d
     return rows
 
 
+def decide_one(policy: Policy, score: float, values: dict, flagged_persona: bool = False) -> tuple[str, str]:
+    """One applicant's decision and why: the same order of checks as :meth:`PolicyPopulation.decide`
+    and :func:`decision_reason` (a test holds them to it)."""
+    if policy.review_flagged_personas and flagged_persona:
+        return "review", "Manual review: persona flagged for manual underwriting"
+    for rule in policy.rules:
+        value = values.get(rule.column)
+        if rule.enabled and value is not None and not (isinstance(value, float) and np.isnan(value)):
+            if _OPERATORS[rule.op](float(value), rule.value):
+                return "review", f"Manual review: {rule.describe()}"
+    if score >= policy.approve_min_score:
+        return "approve", f"Score at or above the auto-approve cut-off {policy.approve_min_score:g}"
+    if score < policy.decline_below_score:
+        return "decline", f"Score below the decline cut-off {policy.decline_below_score:g}"
+    return "review", f"Score in the manual-review band {policy.decline_below_score:g}-{policy.approve_min_score:g}"
+
+
 def decision_reason(population: PolicyPopulation, policy: Policy) -> list[str | None]:
     """Why each customer got its decision, in words (for the scores table, not the slider)."""
     decision = population.decide(policy)

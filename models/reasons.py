@@ -9,6 +9,7 @@ scorecards, and the same table feeds the dashboard and the reports, so they alwa
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,13 +159,9 @@ class ReasonModel:
         parts = [self._reasons(customers.slice(s, chunk_rows), top) for s in range(0, customers.height, chunk_rows)]
         return pl.concat(parts) if parts else pl.DataFrame()
 
-    def _reasons(self, customers: pl.DataFrame, top: int) -> pl.DataFrame:
-        x = model_input(customers, self.features)
-        contributions = self.contributions(x)
-        order = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
-        picked = np.take_along_axis(contributions, order, axis=1)
-        out = {"customer_id": customers.get_column("customer_id")}
-        info = pl.DataFrame(
+    def info(self) -> pl.DataFrame:
+        """code, kind, label, typical, limit of every mart column: what a sentence needs to read it."""
+        return pl.DataFrame(
             {
                 "code": self.columns,
                 "kind": [value_kind(c, self.features) for c in self.columns],
@@ -174,6 +171,14 @@ class ReasonModel:
             },
             schema_overrides={"typical": pl.Float64, "limit": pl.Float64},
         )
+
+    def _reasons(self, customers: pl.DataFrame, top: int) -> pl.DataFrame:
+        x = model_input(customers, self.features)
+        contributions = self.contributions(x)
+        order = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
+        picked = np.take_along_axis(contributions, order, axis=1)
+        out = {"customer_id": customers.get_column("customer_id")}
+        info = self.info()
         numeric_columns = self.features.numeric_columns
         numeric_values = x.select(numeric_columns).to_numpy() if numeric_columns else np.zeros((x.height, 0))
         text_values = x.select(self.features.categorical)
@@ -206,6 +211,7 @@ class ReasonModel:
         return pl.DataFrame(out)
 
 
+@functools.cache
 def _sentence() -> pl.Expr:
     """'Debt-to-income 72%, above 60%' / 'Credit score 580, below the typical 690' / 'Checking account: little'."""
     value, kind = pl.col("value"), pl.col("kind")
@@ -247,3 +253,51 @@ def _term_owner(term: str, columns: list[str], features: FeatureSet) -> int:
         owners = [c for c in features.categorical if name == c or name.startswith(f"{c}_")]
         return columns.index(max(owners, key=len))
     return columns.index(name)
+
+
+def reason_rows(model: ReasonModel, terms: np.ndarray, applicant: dict, top: int = 3) -> dict:
+    """reason_code_1..top and reason_1..top of one applicant from its transformed terms.
+
+    The sentences come from the same expression as the table's, on a frame of ``top`` rows.
+    """
+    by_column = np.zeros(len(model.columns))
+    np.add.at(by_column, model.term_column, (terms - model.term_means) * model.coefficients)
+    order = np.argsort(-by_column, kind="stable")[:top]
+    codes = [model.columns[i] for i in order]
+    numeric = set(model.features.numeric_columns)
+    slots = pl.DataFrame(
+        {
+            "code": codes,
+            "value": [_as_float(applicant.get(c)) if c in numeric else None for c in codes],
+            "raises": [bool(by_column[i] > MIN_CONTRIBUTION) for i in order],
+            "category": [None if c in numeric or applicant.get(c) is None else str(applicant.get(c)) for c in codes],
+            "kind": [value_kind(c, model.features) for c in codes],
+            "label": [label(c) for c in codes],
+            "typical": [model.typical.get(c) for c in codes],
+            "limit": [REFERENCE_LIMITS.get(c) for c in codes],
+        },
+        schema={
+            "code": pl.String,
+            "value": pl.Float64,
+            "raises": pl.Boolean,
+            "category": pl.String,
+            "kind": pl.String,
+            "label": pl.String,
+            "typical": pl.Float64,
+            "limit": pl.Float64,
+        },
+    )
+    sentences = slots.select(_sentence()).to_series().to_list()
+    result = {}
+    for slot, (code, raises) in enumerate(zip(codes, slots.get_column("raises"), strict=True), start=1):
+        result[f"reason_code_{slot}"] = code if raises else None
+    for slot, sentence in enumerate(sentences, start=1):
+        result[f"reason_{slot}"] = sentence
+    return result
+
+
+def _as_float(value: object) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None

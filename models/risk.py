@@ -188,7 +188,7 @@ def preprocessing(features: FeatureSet) -> ColumnTransformer:
                 "category",
                 Pipeline(
                     [
-                        ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+                        ("impute", SimpleImputer(missing_values=None, strategy="constant", fill_value="missing")),
                         (
                             "onehot",
                             OneHotEncoder(
@@ -474,12 +474,8 @@ def fit_risk_model(
         )
         sample = np.sort(sample)
     importances = permutation_importances(champion.calibrated, x_test[sample], y_test[sample], settings.seed)
-    logistic = fitted["logistic"].candidate
-    reason_model = (
-        fit_family(logistic, features, x_train, y_train, settings.seed) if champion_family != "logistic" else None
-    )
-    if reason_model is None:
-        reason_model = champion.calibrated.estimator.estimator  # CalibratedClassifierCV(FrozenEstimator(pipeline))
+    # The fitted logistic pipeline inside CalibratedClassifierCV(FrozenEstimator(pipeline)).
+    reason_model = fitted["logistic"].calibrated.estimator.estimator
     return RiskModelResult(
         features=features,
         candidates=candidates,

@@ -266,6 +266,7 @@ def train_risk(
     except ValueError as exc:
         raise ModelError(f"A PD model cannot run on {db_path}: {exc}.") from exc
     scorer = RiskScorer(run.run_id, result.champion.calibrated, reasons, result.features, scorecard, grades)
+    fast_applicants = scorer.prepare_applicants(customers.sample(min(500, customers.height), seed=seed))
     say(f"risk: scoring {customers.height:,} customers with reasons")
     scored = scorer.score_frame(customers)
     population = policy_population(customers, scored, personas)
@@ -291,6 +292,7 @@ def train_risk(
         "features": len(result.features.columns),
         **{k: champion.metrics[k] for k in ("roc_auc", "gini", "ks", "brier", "brier_base_rate", "log_loss", "cv_auc")},
         "challenger_roc_auc": challenger.metrics["roc_auc"],
+        "fast_applicant_path": fast_applicants,
         "policy_version": policy.version,
         **{k: outcome.overall[k] for k in ("automation_rate", "approval_rate", "review_rate", "decline_rate")},
         "expected_default_rate_approved": outcome.overall["expected_default_rate_approved"],

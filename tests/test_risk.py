@@ -16,7 +16,7 @@ from conftest import FIXTURES, SHARED_DATA, Builder, needs_shared_data
 from dashboard.cli import main
 from models.policy import Policy, PolicyPopulation, ReviewRule
 from models.reasons import format_value, label
-from models.risk_store import read_artifact
+from models.risk_store import read_artifact, read_policy
 from models.runs import ModelError
 from models.scorecard import Scorecard
 from models.train import train_risk, train_segments, train_warnings
@@ -172,18 +172,31 @@ def test_reasons_follow_the_data(trained: Path) -> None:
 
 
 def test_one_applicant_scores_like_the_table(trained: Path) -> None:
+    """The API's fast path gives the table's PD, grade, reasons and the policy's decision."""
     with duckdb.connect(str(trained), read_only=True) as con:
         _, scorer = read_artifact(con, "risk_model")
-        row = con.sql("SELECT * FROM customers ORDER BY customer_id LIMIT 1 OFFSET 7").pl().row(0, named=True)
-        stored = con.sql(
-            "SELECT pd, score, grade, reason_1 FROM ml_latest_risk_scores WHERE customer_id = ?",
-            params=[row["customer_id"]],
+        policy = read_policy(con)
+        rows = con.sql(
+            "SELECT c.*, s.pd AS stored_pd, s.grade AS stored_grade, s.decision AS stored_decision, "
+            "s.decision_reason AS stored_reason, s.reason_1 AS stored_reason_1, s.reason_2 AS stored_reason_2, "
+            "coalesce(g.manual_underwriting, false) AS flagged "
+            "FROM customers c JOIN ml_latest_risk_scores s USING (customer_id) "
+            "LEFT JOIN ml_latest_segments g USING (customer_id) ORDER BY customer_id LIMIT 200"
         ).pl()
-    result = scorer.score_applicant(row)
-    assert result["pd"] == pytest.approx(stored.item(0, "pd"))
-    assert result["grade"] == stored.item(0, "grade")
-    assert result["reason_1"] == stored.item(0, "reason_1")
-    assert result["decision"] in {"approve", "review", "decline"}
+    assert scorer.fast is not None, "the fast one-applicant path did not match the pipeline"
+    for row in rows.iter_rows(named=True):
+        result = scorer.score_applicant(row, policy, flagged_persona=row["flagged"])
+        assert result["pd"] == pytest.approx(row["stored_pd"], abs=1e-9)
+        assert result["grade"] == row["stored_grade"]
+        assert (result["reason_1"], result["reason_2"]) == (row["stored_reason_1"], row["stored_reason_2"])
+        assert (result["decision"], result["decision_reason"]) == (row["stored_decision"], row["stored_reason"])
+    # Unknown categories and missing values still score.
+    odd = rows.row(0, named=True) | {c: None for c in scorer.features.numeric[:3]}
+    odd |= {c: "never seen" for c in scorer.features.categorical}
+    result = scorer.score_applicant(odd)
+    assert 0 < result["pd"] < 1
+    scorer.fast = None  # the pipeline path gives the same answer
+    assert scorer.score_applicant(odd)["pd"] == pytest.approx(result["pd"], abs=1e-9)
 
 
 def _population(score: list[float], pd: list[float], dti: list[float], flagged: list[bool]) -> PolicyPopulation:
