@@ -224,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"Trained statistics on {db_path}: run {run.run_id}; {run.metrics['tests']} tests, "
             f"{run.metrics['significant']} significant at alpha {args.alpha} after correction"
         )
+        print(f"  {run.metrics['reading']}")
     return 0
 
 

@@ -66,7 +66,8 @@ REFERENCE_LIMITS: dict[str, float] = {
 }
 #: Terms smaller than this (in log-odds) are noise, not a reason worth reading out.
 MIN_CONTRIBUTION = 0.05
-_PERCENT_WORDS = ("_to_income", "ratio", "utilization", "_share")
+#: Whole words of a column name that make it a share, printed as a percentage.
+_PERCENT_WORDS = ("ratio", "utilization", "share")
 _DAYS_WORDS = ("days_past_due", "recency_days")
 
 
@@ -79,9 +80,10 @@ def value_kind(column: str, features: FeatureSet) -> str:
         return "category"
     if column.startswith(("has_", "is_")):
         return "flag"
-    if any(word in column for word in _PERCENT_WORDS):
+    words = column.split("_")
+    if column.endswith("_to_income") or any(word in words for word in _PERCENT_WORDS):
         return "percent"
-    if any(word in column for word in _DAYS_WORDS):
+    if column.endswith(_DAYS_WORDS):
         return "days"
     if column in features.amounts:
         return "amount"

@@ -50,6 +50,8 @@ Progress = Callable[[str], None]
 #: Never a model input: credit decisions may not turn on them (EU gender directive, US ECOA). The
 #: fairness check still reports approval rates by sex and age band.
 PROTECTED_ATTRIBUTES = frozenset({"sex", "gender", "marital_status", "race", "ethnicity", "religion", "nationality"})
+#: Reporting columns that restate another input (age_band is age in bands): left out of the model.
+DERIVED_FOR_REPORTING = frozenset({"age_band"})
 #: Categoricals with more levels than this are left out: one-hot columns for ids or free text
 #: would only let the model memorise.
 MAX_CATEGORY_LEVELS = 50
@@ -109,7 +111,7 @@ def choose_features(customers: pl.DataFrame, meta_columns: pl.DataFrame) -> Feat
     seen: dict[tuple, str] = {}
     for row in meta_columns.filter(pl.col("is_model_feature")).iter_rows(named=True):
         name = row["column_name"]
-        if name not in customers.columns or name == TARGET or name in PROTECTED_ATTRIBUTES:
+        if name not in customers.columns or name == TARGET or name in PROTECTED_ATTRIBUTES | DERIVED_FOR_REPORTING:
             continue
         dtype = customers.schema[name]
         if dtype == pl.String:
@@ -285,12 +287,25 @@ def fit_family(candidate: Candidate, features: FeatureSet, x: pl.DataFrame, y: n
     return pipeline.fit(x, y)
 
 
+#: Below this many validation rows only sigmoid (Platt) calibration is tried.
+MIN_ROWS_FOR_ISOTONIC = 2_000
+#: The lowest PD a customer is given: the Basel / CRR regulatory floor for retail exposures (0.03%).
+PD_FLOOR = 0.0003
+
+
+def floor_pd(pd: np.ndarray) -> np.ndarray:
+    return np.maximum(pd, PD_FLOOR)
+
+
 def calibrate(model, x_validation: pl.DataFrame, y_validation: np.ndarray, seed: int) -> tuple[object, str, dict]:
     """Isotonic or sigmoid calibration of a fitted model, whichever scores the lower Brier on
     held-out halves of the validation part; the chosen one is then fitted on all of it."""
     halves = StratifiedKFold(2, shuffle=True, random_state=seed)
     brier = {}
-    for method in ("isotonic", "sigmoid"):
+    # Isotonic regression is a step function fitted to the data: on a small validation part it
+    # hands out PDs of exactly 0, which no credit policy should see.
+    methods = ("isotonic", "sigmoid") if len(y_validation) >= MIN_ROWS_FOR_ISOTONIC else ("sigmoid",)
+    for method in methods:
         losses = []
         for fit_rows, check_rows in halves.split(np.zeros(len(y_validation)), y_validation):
             calibrated = CalibratedClassifierCV(FrozenEstimator(model), method=method)
@@ -451,9 +466,9 @@ def fit_risk_model(
         say(f"risk: {family}: {best.imbalance} kept (CV AUC {best.cv_auc:.3f}); fitting on {len(y_train):,} rows")
         model = fit_family(best, features, x_train, y_train, settings.seed)
         calibrated, method, brier = calibrate(model, x_validation, y_validation, settings.seed)
-        validation_pd = calibrated.predict_proba(x_validation)[:, 1]
+        validation_pd = predict_pd(calibrated, x_validation)
         threshold = f1_threshold(y_validation, validation_pd)
-        test_pd = calibrated.predict_proba(x_test)[:, 1]
+        test_pd = predict_pd(calibrated, x_test)
         metrics = measure(y_test, test_pd, threshold) | {
             "cv_auc": best.cv_auc,
             "cv_auc_std": best.cv_auc_std,
@@ -494,4 +509,4 @@ def fit_risk_model(
 def predict_pd(model, x: pl.DataFrame, chunk_rows: int = 250_000) -> np.ndarray:
     """Calibrated PDs in chunks, so a million customers never hold every intermediate at once."""
     parts = [model.predict_proba(x.slice(start, chunk_rows))[:, 1] for start in range(0, x.height, chunk_rows)]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    return floor_pd(np.concatenate(parts)) if parts else np.zeros(0)

@@ -19,7 +19,7 @@ import polars as pl
 
 from .policy import Policy, decide_one
 from .reasons import ReasonModel, reason_rows
-from .risk import FeatureSet, model_input, predict_pd
+from .risk import FeatureSet, floor_pd, model_input, predict_pd
 from .scorecard import DEFAULT_GRADES, Scorecard, grade
 
 DECISION_NAMES = np.array(["approve", "review", "decline"])
@@ -173,7 +173,7 @@ class ApplicantPath:
 
     def pd(self, terms: np.ndarray) -> np.ndarray:
         raw = self.model.decision_function(terms)
-        return np.mean([calibrator.predict(raw) for calibrator in self.calibrators], axis=0)
+        return floor_pd(np.mean([calibrator.predict(raw) for calibrator in self.calibrators], axis=0))
 
 
 def _number(value: object) -> float:

@@ -379,7 +379,10 @@ def _champion(db: Path) -> dict[str, float]:
 def _assert_calibrated_and_monotone(db: Path) -> None:
     metrics = _champion(db)
     assert metrics["brier"] < metrics["brier_base_rate"]
-    grades = _sql(db, "SELECT observed_default_rate FROM ml_risk_grades WHERE customers >= 30 ORDER BY grade")
+    # A grade holding a handful of customers has no measurable default rate (one default in 32
+    # is 3%): the order is checked on grades holding at least 2% of the book.
+    grades = _sql(db, "SELECT observed_default_rate FROM ml_risk_grades WHERE share >= 0.02 ORDER BY grade")
+    assert len(grades) >= 3
     rates = grades.get_column("observed_default_rate").to_list()
     assert rates == sorted(rates), rates
 
@@ -410,3 +413,37 @@ def test_german_credit_cross_validated_auc(build: Builder) -> None:
     metrics = _champion(db)
     assert metrics["cv_auc"] >= 0.75
     assert metrics["brier"] < metrics["brier_base_rate"]
+
+
+def test_values_read_in_their_own_units() -> None:
+    from models.reasons import value_kind
+    from models.risk import FeatureSet
+
+    features = FeatureSet(numeric=[], skewed=["loan_amount"], categorical=["purpose"], amounts=("loan_amount",))
+    kinds = {
+        column: value_kind(column, features)
+        for column in (
+            "duration_months",
+            "debt_to_income",
+            "latest_utilization",
+            "payment_to_bill_ratio",
+            "latest_days_past_due",
+            "loan_amount",
+            "purpose",
+            "has_mortgage",
+            "age",
+        )
+    }
+    assert kinds == {
+        "duration_months": "number",  # 'ratio' inside 'duration' is not a share
+        "debt_to_income": "percent",
+        "latest_utilization": "percent",
+        "payment_to_bill_ratio": "percent",
+        "latest_days_past_due": "days",
+        "loan_amount": "amount",
+        "purpose": "category",
+        "has_mortgage": "flag",
+        "age": "number",
+    }
+    shown = [format_value(v, k) for v, k in ((0.724, "percent"), (12345.0, "amount"), (45.0, "days"), (1.0, "flag"))]
+    assert shown == ["72%", "12.3k", "45 days", "yes"]
