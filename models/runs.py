@@ -116,6 +116,9 @@ def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]
         con = connect_for_build(temp_path)
         try:
             ensure_runs_table(con)
+            from .app_state_sync import copy_app_state  # imports the stores, which import this module
+
+            copy_app_state(con, db_path)
             write(con)
             con.execute("CHECKPOINT")
         finally:

@@ -1,0 +1,133 @@
+"""The dashboard's data layer: read-only reader that follows a swapped file, and the app-state store."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from dashboard.data import QUERIES, WarehouseReader
+from models.train import train_risk, train_segments, train_warnings
+from warehouse.app_state import AppState, state_path
+from warehouse.errors import WarehouseError
+
+
+@pytest.fixture(scope="module")
+def trained(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dashboard-data") / "demo.duckdb"
+    shutil.copyfile(demo_db, path)
+    train_segments(path, seed=42)
+    train_risk(path, seed=42)
+    train_warnings(path)
+    return path
+
+
+def _copy(trained: Path, tmp_path: Path) -> Path:
+    db = tmp_path / "demo.duckdb"
+    shutil.copyfile(trained, db)
+    return db
+
+
+def test_values_are_bound_never_formatted(trained: Path) -> None:
+    reader = WarehouseReader(trained)
+    first = reader.query("customer", customer_id=1)
+    assert first.height == 1 and first.item(0, "customer_id") == 1
+    # A value is a value: text that looks like SQL is not a customer number, and never runs.
+    customers = reader.query("customers_count").item()
+    for attack in ("1; DROP TABLE customers", "1 OR 1=1"):
+        with pytest.raises(WarehouseError, match="Could not convert string"):
+            reader.query("customer", customer_id=attack)
+    assert reader.query("customers_count").item() == customers > 0
+    assert reader.has("ml_latest_risk_scores") and not reader.has("x' OR '1'='1")
+    assert all("{" not in sql for sql in QUERIES.values())  # no str.format placeholders anywhere
+
+
+def test_reader_is_read_only(trained: Path) -> None:
+    reader = WarehouseReader(trained)
+    cursor = reader._cursor()
+    try:
+        with pytest.raises(duckdb.Error):
+            cursor.execute("CREATE TABLE hacked AS SELECT 1")
+    finally:
+        reader._release(cursor)
+
+
+def test_a_retrain_is_picked_up_without_restart(trained: Path, tmp_path: Path) -> None:
+    db = _copy(trained, tmp_path)
+    reader = WarehouseReader(db)
+    before = reader.query("latest_run", kind="risk").item(0, "run_id")
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def keep_reading() -> None:
+        while not stop.is_set():
+            try:
+                reader.query("customers_count")
+            except BaseException as exc:  # noqa: BLE001 - the test collects whatever a reader would see
+                errors.append(exc)
+
+    worker = threading.Thread(target=keep_reading)
+    worker.start()
+    try:
+        run = train_risk(db, seed=1)
+    finally:
+        stop.set()
+        worker.join()
+    assert errors == []
+    assert reader.query("latest_run", kind="risk").item(0, "run_id") == run.run_id != before
+    assert reader.reopened >= 1
+
+
+def test_missing_warehouse_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseError, match=r"^No warehouse at .*segrisk build"):
+        WarehouseReader(tmp_path / "absent.duckdb").query("customers_count")
+
+
+def test_app_state_edits_reach_the_warehouse_at_the_next_run(trained: Path, tmp_path: Path) -> None:
+    db = _copy(trained, tmp_path)
+    store = AppState(state_path(db))
+    assert state_path(db).name == "demo.state.sqlite"
+    store.set_persona_label("S2", user="alice", name="Car Buyers")
+    store.set_persona_label("S2", user="bob", strategy="Green car loans in the app.")
+    with duckdb.connect(str(db), read_only=True) as con:
+        alert_id = con.execute("SELECT alert_id FROM ml_latest_alerts ORDER BY alert_id LIMIT 1").fetchone()[0]
+    store.acknowledge(alert_id, user="alice", note="Called the customer.")
+    labels = store.persona_labels()
+    assert [(x.segment_key, x.persona_name, x.strategy, x.updated_by) for x in labels] == [
+        ("S2", "Car Buyers", "Green car loans in the app.", "bob")
+    ]
+    assert store.acknowledged_ids() == {alert_id}
+    with pytest.raises(ValueError, match="cannot be empty"):
+        store.set_persona_label("S2", user="alice", name="  ")
+    train_warnings(db)  # any run copies the store in
+    with duckdb.connect(str(db), read_only=True) as con:
+        summary = con.sql("SELECT persona_name, strategy FROM ml_latest_segment_summary WHERE segment_key = 'S2'").pl()
+        acknowledged = con.sql("SELECT alert_id FROM ml_latest_alerts WHERE is_acknowledged").pl()
+        notes = con.sql("SELECT acknowledged_by, note FROM ml_alert_acknowledgements").pl()
+    assert summary.rows() == [("Car Buyers", "Green car loans in the app.")]
+    assert acknowledged.get_column("alert_id").to_list() == [alert_id]
+    assert notes.rows() == [("alice", "Called the customer.")]
+    train_warnings(db)  # copying again adds nothing twice
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM ml_alert_acknowledgements").fetchone()[0] == 1
+
+
+def test_store_is_safe_for_several_writers(tmp_path: Path) -> None:
+    store = AppState(tmp_path / "s.state.sqlite")
+
+    def acknowledge_many(user: str) -> None:
+        for i in range(50):
+            AppState(store.path).acknowledge(f"rule:{i}:2026-10-01", user=user)
+
+    threads = [threading.Thread(target=acknowledge_many, args=(u,)) for u in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    acks = pl.DataFrame([a.__dict__ for a in store.acknowledgements()])
+    assert acks.height == 150
+    assert acks.group_by("acknowledged_by").len().get_column("len").to_list() == [50, 50, 50]
