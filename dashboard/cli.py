@@ -334,6 +334,17 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dashboard.app import serve
+    from warehouse.db import connect_read_only, default_db_path
+
+    db_path = default_db_path(args.db)
+    connect_read_only(db_path).close()  # a missing or unreadable warehouse fails here, in one line
+    print(f"Segrisk dashboard on http://{args.host}:{args.port}/ (warehouse {db_path}); Ctrl+C stops it.", flush=True)
+    serve(db_path, host=args.host, port=args.port)
+    return 0
+
+
 def cmd_specs(args: argparse.Namespace) -> int:
     from warehouse.spec import builtin_spec_names, load_spec
 
@@ -454,6 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     for action in persona_actions.choices.values():
         _db_argument(action)
     personas.set_defaults(handler=cmd_personas)
+
+    serve = commands.add_parser("serve", help="run the web dashboard (needs SEGRISK_ADMIN_PASSWORD or SEGRISK_USERS)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    _db_argument(serve)
+    serve.set_defaults(handler=cmd_serve)
 
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)

@@ -35,6 +35,15 @@ QUERIES: dict[str, str] = {
     "latest_run": "SELECT run_id, finished_at, metrics FROM ml_model_runs WHERE model_kind = $kind "
     "ORDER BY finished_at DESC LIMIT 1",
     "customers_count": "SELECT count(*) AS customers FROM customers",
+    "default_rate": "SELECT avg(is_defaulted::INT) AS default_rate FROM customers",
+    "persona_sizes": "SELECT segment_key, persona_name, customers, share FROM ml_latest_segment_summary "
+    "ORDER BY segment_id",
+    "policy_overall": "SELECT * FROM ml_policy_evaluations WHERE persona_name = 'All customers' "
+    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)",
+    "open_alert_ids": "SELECT alert_id FROM ml_latest_alerts WHERE NOT is_acknowledged",
+    "grades": "SELECT grade, customers, share, observed_default_rate, mean_pd FROM ml_risk_grades "
+    "WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1) "
+    "ORDER BY grade",
 }
 
 
@@ -101,3 +110,21 @@ class WarehouseReader:
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+
+_READER: WarehouseReader | None = None
+
+
+def configure(path: Path) -> WarehouseReader:
+    """Point the dashboard at a warehouse file (once, when the app is created)."""
+    global _READER
+    if _READER is not None:
+        _READER.close()
+    _READER = WarehouseReader(path)
+    return _READER
+
+
+def reader() -> WarehouseReader:
+    if _READER is None:
+        raise WarehouseError("The dashboard has no warehouse: start it with `segrisk serve --db PATH`.")
+    return _READER

@@ -1,0 +1,58 @@
+"""The Dash application: pages from ``dashboard/pages``, a login in front, the warehouse read-only.
+
+``create_app`` builds it for one warehouse file; ``serve`` runs it under waitress, a production
+WSGI server, on 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Dash, html
+
+from . import auth
+from .data import configure
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+PAGES = Path(__file__).resolve().parent / "pages"
+
+
+def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash:
+    """The dashboard for one warehouse; ``users`` default to those of the environment."""
+    configure(db_path)
+    app = Dash(
+        __name__,
+        use_pages=True,
+        pages_folder=str(PAGES),
+        assets_folder=str(ASSETS),
+        title="Segrisk",
+        suppress_callback_exceptions=True,
+    )
+    auth.install(app.server, auth.users_from_environment() if users is None else users)
+    links = [
+        dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact"))
+        for page in sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
+    ]
+    app.layout = html.Div(
+        [
+            dbc.NavbarSimple(
+                links + [dbc.NavItem(dbc.NavLink("Sign out", href="/logout", external_link=True))],
+                brand="Segrisk",
+                color="dark",
+                dark=True,
+                fluid=True,
+            ),
+            dbc.Container(dash.page_container, fluid=True, className="py-3"),
+        ]
+    )
+    return app
+
+
+def serve(db_path: Path, host: str = "127.0.0.1", port: int = 8050, threads: int = 8) -> None:
+    """Run the dashboard under waitress until interrupted."""
+    from waitress import serve as waitress_serve
+
+    app = create_app(db_path)
+    waitress_serve(app.server, host=host, port=port, threads=threads)

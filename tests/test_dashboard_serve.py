@@ -1,0 +1,149 @@
+"""The dashboard served for real: waitress on 127.0.0.1, the login in front, the overview's figures."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import dash_bootstrap_components as dbc
+import pytest
+import requests
+from conftest import FIXTURES, Builder
+from waitress.server import create_server
+from werkzeug.security import generate_password_hash
+
+from dashboard import auth
+from dashboard.app import create_app
+from dashboard.cli import main
+from dashboard.data import configure
+from models.train import train_risk, train_segments, train_warnings
+from warehouse.app_state import AppState, state_path
+
+USERS = {
+    "alice": auth.User("alice", "admin", generate_password_hash("correct horse")),
+    "bob": auth.User("bob", "viewer", generate_password_hash("battery staple")),
+}
+
+
+@pytest.fixture(scope="module")
+def trained(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("dashboard-serve") / "demo.duckdb"
+    shutil.copyfile(demo_db, path)
+    train_segments(path, seed=42)
+    train_risk(path, seed=42)
+    train_warnings(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def overview(trained: Path):  # noqa: ANN201 - the page module Dash imported
+    """The Overview page module; Dash imports page modules itself, as ``pages.<name>``, once an app exists."""
+    create_app(trained, users=USERS)
+    return sys.modules["pages.overview"]
+
+
+@pytest.fixture
+def server(trained: Path) -> Iterator[str]:
+    app = create_app(trained, users=USERS)
+    wsgi = create_server(app.server, host="127.0.0.1", port=0, threads=4)
+    thread = threading.Thread(target=wsgi.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{wsgi.effective_port}"
+    finally:
+        wsgi.close()
+
+
+def _signed_in(base: str, user: str = "alice", password: str = "correct horse") -> requests.Session:
+    browser = requests.Session()
+    answer = browser.post(f"{base}/login", data={"username": user, "password": password}, allow_redirects=False)
+    assert answer.status_code == 302 and answer.headers["Location"] == "/"
+    return browser
+
+
+def test_everything_needs_a_login(server: str) -> None:
+    anonymous = requests.Session()
+    page = anonymous.get(f"{server}/", allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+    assert anonymous.get(f"{server}/_dash-layout").status_code == 401
+    assert anonymous.post(f"{server}/_dash-update-component", json={}).status_code == 401
+    wrong = anonymous.post(f"{server}/login", data={"username": "alice", "password": "guess"})
+    assert wrong.status_code == 401 and "Wrong user name or password." in wrong.text
+    assert anonymous.get(f"{server}/assets/bootstrap.min.css").status_code == 200  # the login form's style
+
+
+def test_signed_in_user_gets_the_app(server: str) -> None:
+    browser = _signed_in(server)
+    page = browser.get(f"{server}/")
+    assert page.status_code == 200 and "Segrisk" in page.text
+    layout = browser.get(f"{server}/_dash-layout")
+    assert layout.status_code == 200 and "Overview" in layout.text
+    assert browser.get(f"{server}/logout", allow_redirects=False).headers["Location"] == "/login"
+    assert browser.get(f"{server}/_dash-layout").status_code == 401
+
+
+def test_login_redirects_only_within_the_site(server: str) -> None:
+    browser = requests.Session()
+    answer = browser.post(
+        f"{server}/login?next=//evil.example/",
+        data={"username": "bob", "password": "battery staple"},
+        allow_redirects=False,
+    )
+    assert answer.headers["Location"] == "/"
+
+
+def test_no_users_no_dashboard(
+    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SEGRISK_ADMIN_PASSWORD", raising=False)
+    monkeypatch.delenv("SEGRISK_USERS", raising=False)
+    assert main(["serve", "--db", str(trained), "--port", "0"]) == 2
+    assert "No dashboard users: set SEGRISK_ADMIN_PASSWORD" in capsys.readouterr().err
+    monkeypatch.setenv("SEGRISK_USERS", "carol:superuser:xyz")
+    with pytest.raises(auth.AuthError, match="carol"):
+        auth.users_from_environment()
+
+
+def _texts(component: object) -> list[str]:
+    """Every string in a Dash component tree."""
+    if isinstance(component, str):
+        return [component]
+    children = getattr(component, "children", None)
+    if children is None:
+        return []
+    items = children if isinstance(children, list) else [children]
+    return [text for child in items for text in _texts(child)]
+
+
+def test_overview_figures_match_the_warehouse(trained: Path, overview) -> None:  # noqa: ANN001
+    import duckdb
+
+    data = configure(trained)
+    figures = overview.headline_figures(data)
+    with duckdb.connect(str(trained), read_only=True) as con:
+        customers, rate = con.execute("SELECT count(*), avg(is_defaulted::INT) FROM customers").fetchone()
+        automation = con.execute(
+            "SELECT automation_rate FROM ml_policy_evaluations WHERE persona_name = 'All customers'"
+        ).fetchone()[0]
+        open_alerts = con.execute("SELECT count(*) FROM ml_latest_alerts").fetchone()[0]
+        first_alert = con.execute("SELECT alert_id FROM ml_latest_alerts LIMIT 1").fetchone()[0]
+    assert figures["customers"] == customers and figures["default_rate"] == pytest.approx(rate)
+    assert figures["automation_rate"] == pytest.approx(automation)
+    assert figures["open_alerts"] == open_alerts > 0
+    # An acknowledgement made in the dashboard counts at once, before any retrain.
+    AppState(state_path(trained)).acknowledge(first_alert, user="alice")
+    assert overview.headline_figures(data)["open_alerts"] == open_alerts - 1
+    texts = _texts(overview.layout())
+    assert f"{customers:,}" in texts and "Open alerts" in texts
+
+
+def test_overview_without_a_risk_model_says_so(build: Builder, overview) -> None:  # noqa: ANN001
+    db = build("online-retail", FIXTURES).db_path
+    configure(db)
+    page = overview.layout()
+    texts = _texts(page)
+    assert any(t.startswith("No PD model yet") for t in texts)
+    assert not any(isinstance(c, dbc.Alert) and "failed" in str(c.children) for c in [page])
