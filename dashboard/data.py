@@ -13,6 +13,7 @@ reopen waits for the queries in flight to finish, closes the old connection, the
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from pathlib import Path
@@ -41,6 +42,13 @@ QUERIES: dict[str, str] = {
     "policy_overall": "SELECT * FROM ml_policy_evaluations WHERE persona_name = 'All customers' "
     "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)",
     "open_alert_ids": "SELECT alert_id FROM ml_latest_alerts WHERE NOT is_acknowledged",
+    "champion_metrics": "SELECT metric, value FROM ml_risk_metrics WHERE role = 'champion' "
+    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)",
+    "champion_curves": "SELECT curve, point, x, y FROM ml_risk_curves WHERE role = 'champion' "
+    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1) "
+    "ORDER BY curve, point",
+    "score_histogram": "SELECT floor(score / 10) * 10 AS score_band, count(*) AS customers "
+    "FROM ml_latest_risk_scores GROUP BY ALL ORDER BY score_band",
     "grades": "SELECT grade, customers, share, observed_default_rate, mean_pd FROM ml_risk_grades "
     "WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1) "
     "ORDER BY grade",
@@ -105,6 +113,10 @@ class WarehouseReader:
         """True when the warehouse has a table or view of that name (pages without data say so)."""
         return bool(self.query("object_exists", name=name).get_column("n").sum())
 
+    def stamp(self) -> tuple[int, int, int]:
+        """Identity of the warehouse file now on disk: it changes when a rebuild or retrain swaps it."""
+        return self._file_stamp()
+
     def close(self) -> None:
         with self._idle:
             if self._con is not None:
@@ -120,6 +132,8 @@ def configure(path: Path) -> WarehouseReader:
     global _READER
     if _READER is not None:
         _READER.close()
+    else:
+        atexit.register(lambda: _READER and _READER.close())  # close DuckDB before the interpreter goes
     _READER = WarehouseReader(path)
     return _READER
 

@@ -42,3 +42,13 @@ def headline(title: str, value: str, note: str = "") -> dbc.Card:
 def unavailable(sentence: str) -> dbc.Alert:
     """What a page shows when its data is absent: one sentence, never a broken chart."""
     return dbc.Alert(sentence, color="secondary", className="my-3")
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]], numeric: tuple[str, ...] = ()) -> dbc.Table:
+    """A small table (tens of rows) as plain HTML: ``columns`` are (key, heading) pairs."""
+    right = {"textAlign": "right"}
+    head = html.Thead(html.Tr([html.Th(name, style=right if key in numeric else None) for key, name in columns]))
+    body = html.Tbody(
+        [html.Tr([html.Td(row[key], style=right if key in numeric else None) for key, _ in columns]) for row in rows]
+    )
+    return dbc.Table([head, body], size="sm", hover=True, className="small")

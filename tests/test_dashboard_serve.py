@@ -147,3 +147,47 @@ def test_overview_without_a_risk_model_says_so(build: Builder, overview) -> None
     texts = _texts(page)
     assert any(t.startswith("No PD model yet") for t in texts)
     assert not any(isinstance(c, dbc.Alert) and "failed" in str(c.children) for c in [page])
+
+
+@pytest.fixture(scope="module")
+def risk_page(overview):  # noqa: ANN001, ANN201 - the page module Dash imported
+    return sys.modules["pages.risk"]
+
+
+def test_policy_simulator_moves_with_the_sliders(trained: Path, risk_page) -> None:  # noqa: ANN001
+    from models.policy_actions import evaluate_current
+
+    data = configure(trained)
+    policy, outcome = evaluate_current(trained)
+    on = ["personas"] + [f"rule:{i}" for i in range(len(policy.rules))]
+    current = risk_page.simulate(data, policy.decline_below_score, policy.approve_min_score, on)
+    assert current["overall"] == outcome.overall  # the simulator at the saved cut-offs is the saved policy
+    stricter = risk_page.simulate(data, policy.decline_below_score, policy.approve_min_score + 30, on)
+    assert stricter["overall"]["approval_rate"] < current["overall"]["approval_rate"]
+    no_rules = risk_page.simulate(data, policy.decline_below_score, policy.approve_min_score, [])
+    assert no_rules["overall"]["review_rate"] < current["overall"]["review_rate"]
+    shown = _texts(risk_page.show_outcome(policy.decline_below_score, policy.approve_min_score + 30, on))
+    assert ui_percent(stricter["overall"]["approval_rate"]) in shown
+
+
+def ui_percent(value: float) -> str:
+    from dashboard import ui
+
+    return ui.percent(value)
+
+
+def test_risk_page_picks_up_a_retrain(trained: Path, tmp_path: Path, risk_page) -> None:  # noqa: ANN001
+    db = tmp_path / "retrain.duckdb"
+    shutil.copyfile(trained, db)
+    data = configure(db)
+    policy, loaded = risk_page.population(data)
+    before = loaded.score.copy()
+    train_risk(db, seed=3)
+    _, reloaded = risk_page.population(data)
+    assert reloaded is not loaded and not (reloaded.score == before).all()
+    assert "Policy simulator" in _texts(risk_page.layout())
+
+
+def test_risk_page_without_a_model_says_so(build: Builder, risk_page) -> None:  # noqa: ANN001
+    configure(build("online-retail", FIXTURES).db_path)
+    assert any(t.startswith("No PD model in this warehouse") for t in _texts(risk_page.layout()))
