@@ -415,11 +415,10 @@ class RiskModelResult:
     challenger: FittedFamily
     reason_model: Pipeline
     split: pl.DataFrame  # customer_id, split
-    test_y: np.ndarray
     curves: dict[str, list[dict]]
     gains: dict[str, list[dict]]
     importances: list[dict]
-    train_input: pl.DataFrame  # the (capped) training rows, for the stability baseline
+    train_input: pl.DataFrame  # the (capped) training rows: the reason model's means and typical values
 
 
 def fit_risk_model(
@@ -498,7 +497,6 @@ def fit_risk_model(
         challenger=challenger,
         reason_model=reason_model,
         split=split,
-        test_y=y_test,
         curves={f.candidate.family: curves(y_test, f.test_pd) for f in (champion, challenger)},
         gains={f.candidate.family: gains_table(y_test, f.test_pd) for f in (champion, challenger)},
         importances=importances,
