@@ -15,31 +15,18 @@ import duckdb
 from warehouse.app_state import AppState, state_path
 from warehouse.dictionary import comment_columns, comment_table
 
-from .segments_store import ensure_labels_and_views
+from .segments_store import ensure_labels_and_views, upsert_labels
+from .warehouse_io import has_table
 from .warnings_store import ACK_COMMENTS, ACK_DDL
-
-
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
 
 
 def copy_app_state(con: duckdb.DuckDBPyConnection, db_path: Path) -> tuple[int, int]:
     """(labels, acknowledgements) copied from the store of ``db_path`` into the open warehouse."""
     store = AppState(state_path(db_path))
     labels = store.persona_labels()
-    if labels and _has_table(con, "ml_segment_summary"):
+    if labels and has_table(con, "ml_segment_summary"):
         ensure_labels_and_views(con)
-        con.executemany(
-            """
-            INSERT INTO ml_persona_labels VALUES (?, ?, ?, ?)
-            ON CONFLICT (segment_key) DO UPDATE SET
-                persona_name = coalesce(excluded.persona_name, ml_persona_labels.persona_name),
-                strategy = coalesce(excluded.strategy, ml_persona_labels.strategy),
-                updated_at = excluded.updated_at
-            WHERE excluded.updated_at >= ml_persona_labels.updated_at
-            """,
-            [[label.segment_key, label.persona_name, label.strategy, label.updated_at] for label in labels],
-        )
+        upsert_labels(con, [(x.segment_key, x.persona_name, x.strategy, x.updated_at) for x in labels])
     else:
         labels = []
     acknowledgements = store.acknowledgements()

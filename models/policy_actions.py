@@ -16,7 +16,8 @@ from warehouse.db import read_only
 from .policy import Policy, PolicyOutcome, PolicyPopulation, ReviewRule
 from .risk_store import read_policy, save_policy
 from .runs import ModelError, write_back
-from .train import _latest_personas, _latest_run_id, _read_customers, policy_population
+from .train import policy_population
+from .warehouse_io import latest_personas, latest_run_id, read_customers
 
 _RULE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|==|>|<)\s*(-?[0-9]*\.?[0-9]+)\s*(%?)\s*$")
 
@@ -24,12 +25,12 @@ _RULE = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s*(>=|<=|==|>|<)\s*(-?[0-9]*\.?[0-9]
 def load_population(db_path: Path) -> tuple[Policy, PolicyPopulation]:
     """The current policy and the latest risk run's scores joined to the customers and personas."""
     with read_only(db_path) as con:
-        risk_run = _latest_run_id(con, "risk")
+        risk_run = latest_run_id(con, "risk")
         if risk_run is None:
             raise ModelError(f"No PD scores in {db_path} yet: run `segrisk train risk` first.")
         scored = con.sql("SELECT customer_id, pd, score FROM ml_risk_scores WHERE run_id = ?", params=[risk_run]).pl()
-        customers = _read_customers(con)
-        personas = _latest_personas(con)
+        customers = read_customers(con)
+        personas = latest_personas(con)
         policy = read_policy(con)
     return policy, policy_population(customers, scored, personas)
 
@@ -93,7 +94,7 @@ def change(
 def explain(db_path: Path, customer_ids: list[int]) -> list[dict]:
     """Score, grade, decision and reasons of the given customers, from the latest risk run."""
     with read_only(db_path) as con:
-        risk_run = _latest_run_id(con, "risk")
+        risk_run = latest_run_id(con, "risk")
         if risk_run is None:
             raise ModelError(f"No PD scores in {db_path} yet: run `segrisk train risk` first.")
         rows = con.sql(

@@ -25,6 +25,8 @@ from warehouse.db import connect_for_build, first_line
 from warehouse.dictionary import comment_columns, comment_table
 from warehouse.errors import SegriskError
 
+from .warehouse_io import has_table
+
 RUNS_TABLE = "ml_model_runs"
 RUNS_DDL = (
     "run_id VARCHAR PRIMARY KEY, model_kind VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, "
@@ -91,8 +93,7 @@ def append_table(
     missing = set(frame.columns) ^ set(comments)
     if missing:
         raise ValueError(f"{table}: columns and comments differ on {sorted(missing)}")
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
-    if exists:
+    if has_table(con, table):
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
         return
     con.execute(f"CREATE TABLE {table} AS SELECT * FROM frame")

@@ -266,13 +266,20 @@ def set_label(
     known = con.execute("SELECT count(*) FROM ml_segment_summary WHERE segment_key = ?", [segment_key]).fetchall()[0][0]
     if not known:
         raise LookupError(f"no segment '{segment_key}' in this warehouse (see `segrisk personas list`)")
-    con.execute(
+    upsert_labels(con, [(segment_key, name, strategy, datetime.now(UTC).replace(tzinfo=None))])
+
+
+def upsert_labels(con: duckdb.DuckDBPyConnection, labels: list[tuple]) -> None:
+    """(segment_key, name, strategy, updated_at) rows into ml_persona_labels: a null keeps the
+    field's value, and an older change never overwrites a newer one."""
+    con.executemany(
         """
         INSERT INTO ml_persona_labels VALUES (?, ?, ?, ?)
         ON CONFLICT (segment_key) DO UPDATE SET
             persona_name = coalesce(excluded.persona_name, ml_persona_labels.persona_name),
             strategy = coalesce(excluded.strategy, ml_persona_labels.strategy),
             updated_at = excluded.updated_at
+        WHERE excluded.updated_at >= ml_persona_labels.updated_at
         """,
-        [segment_key, name, strategy, datetime.now(UTC).replace(tzinfo=None)],
+        [list(label) for label in labels],
     )

@@ -26,6 +26,7 @@ from .scoring import DECISION_NAMES, RiskScorer
 from .segments import K_RANGE, fit_segments
 from .segments_store import previous_segments, set_label, write_segments
 from .statistics import run_statistics, write_statistics
+from .warehouse_io import latest_personas, latest_run_id, read_customers
 
 Progress = Callable[[str], None]
 
@@ -90,9 +91,7 @@ def train_segments(db_path: Path, seed: int = 42, k: int | None = None, progress
     if k is not None and not 2 <= k <= 12:
         raise ModelError(f"--k must be between 2 and 12, got {k}.")
     with read_only(db_path) as con:
-        customers = con.sql("SELECT * FROM customers").pl()  # stored in customer_id order by the build
-        if not customers.get_column("customer_id").is_sorted():
-            customers = customers.sort("customer_id")
+        customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
         previous = previous_segments(con)
     run = ModelRun("segments", {"seed": seed, "k": k, "k_range": [min(K_RANGE), max(K_RANGE)]})
@@ -142,36 +141,6 @@ def list_personas(db_path: Path) -> list[tuple]:
 
 
 # ----------------------------------------------------------------------------- credit risk
-
-
-def _latest_personas(con) -> pl.DataFrame | None:  # noqa: ANN001 - a DuckDB connection
-    """customer_id, segment_key, persona_name, archetype, manual_underwriting of the latest segments run."""
-    exists = con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'ml_latest_segments'").fetchall()
-    if not exists[0][0]:
-        return None
-    return con.sql(
-        "SELECT g.customer_id, g.segment_key, g.persona_name, s.archetype, g.manual_underwriting "
-        "FROM ml_latest_segments g JOIN ml_latest_segment_summary s USING (run_id, segment_key)"
-    ).pl()
-
-
-def _read_customers(con) -> pl.DataFrame:  # noqa: ANN001 - a DuckDB connection
-    customers = con.sql("SELECT * FROM customers").pl()  # stored in customer_id order by the build
-    return customers if customers.get_column("customer_id").is_sorted() else customers.sort("customer_id")
-
-
-def _has_table(con, name: str) -> bool:  # noqa: ANN001 - a DuckDB connection
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
-
-
-def _latest_run_id(con, kind: str, offset: int = 0) -> str | None:  # noqa: ANN001 - a DuckDB connection
-    if not _has_table(con, "ml_model_runs"):
-        return None
-    rows = con.execute(
-        "SELECT run_id FROM ml_model_runs WHERE model_kind = ? ORDER BY finished_at DESC LIMIT 1 OFFSET ?",
-        [kind, offset],
-    ).fetchall()
-    return rows[0][0] if rows else None
 
 
 def policy_population(customers: pl.DataFrame, scored: pl.DataFrame, personas: pl.DataFrame | None) -> PolicyPopulation:
@@ -241,9 +210,9 @@ def train_risk(
     if not supported:
         raise ModelError(f"A PD model cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
-        customers = _read_customers(con)
+        customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
-        personas = _latest_personas(con)
+        personas = latest_personas(con)
         policy = read_policy(con)
     settings = RiskSettings(seed=seed)
     run = ModelRun(
@@ -336,13 +305,13 @@ def train_warnings(
     except ValueError as exc:
         raise ModelError(f"{exc}.") from exc
     with read_only(db_path) as con:
-        risk_run = _latest_run_id(con, "risk")
+        risk_run = latest_run_id(con, "risk")
         if risk_run is None:
             raise ModelError(f"Early warnings need a PD model: run `segrisk train risk` on {db_path} first.")
-        customers = _read_customers(con)
+        customers = read_customers(con)
         scorer = _load_scorer(con, db_path)
         baseline = con.sql("SELECT * FROM ml_psi_baseline WHERE run_id = ?", params=[risk_run]).pl()
-        previous_warnings = _latest_run_id(con, "warnings")
+        previous_warnings = latest_run_id(con, "warnings")
         previous_grades = (
             con.sql("SELECT customer_id, grade FROM ml_alert_grades WHERE run_id = ?", params=[previous_warnings]).pl()
             if previous_warnings
@@ -391,11 +360,11 @@ def train_cross_sell(db_path: Path, progress: Progress | None = None) -> ModelRu
     if not supported:
         raise ModelError(f"Cross-sell cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
-        personas = _latest_personas(con)
+        personas = latest_personas(con)
         if personas is None:
             raise ModelError(f"Cross-sell needs personas: run `segrisk train segments` on {db_path} first.")
-        customers = _read_customers(con)
-        risk_run, warnings_run = _latest_run_id(con, "risk"), _latest_run_id(con, "warnings")
+        customers = read_customers(con)
+        risk_run, warnings_run = latest_run_id(con, "risk"), latest_run_id(con, "warnings")
         risk = (
             con.sql("SELECT customer_id, grade, pd FROM ml_risk_scores WHERE run_id = ?", params=[risk_run]).pl()
             if risk_run
@@ -435,9 +404,9 @@ def train_statistics(db_path: Path, alpha: float = 0.05, seed: int = 42, progres
     if not 0 < alpha < 0.5:
         raise ModelError(f"--alpha must be between 0 and 0.5, got {alpha}.")
     with read_only(db_path) as con:
-        customers = _read_customers(con)
+        customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
-        personas = _latest_personas(con)
+        personas = latest_personas(con)
     run = ModelRun("statistics", {"alpha": alpha, "seed": seed})
     run.input_fingerprint, run.input_rows = fingerprint(customers), customers.height
     say(f"statistics: testing {customers.height:,} customers")

@@ -66,3 +66,19 @@ def demo_db(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("demo-db") / "demo.duckdb"
     build_warehouse(spec, text, demo_data, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def risk_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo warehouse after segments, risk and warnings runs (seed 42), trained once per
+    session. Copy it before changing it, or anything beside it."""
+    import shutil
+
+    from models.train import train_risk, train_segments, train_warnings
+
+    path = tmp_path_factory.mktemp("risk-db") / "demo.duckdb"
+    shutil.copyfile(demo_db, path)
+    train_segments(path, seed=42)
+    train_risk(path, seed=42)
+    train_warnings(path)
+    return path

@@ -11,19 +11,14 @@ import polars as pl
 import pytest
 
 from dashboard.data import QUERIES, WarehouseReader
-from models.train import train_risk, train_segments, train_warnings
+from models.train import train_risk, train_warnings
 from warehouse.app_state import AppState, state_path
 from warehouse.errors import WarehouseError
 
 
 @pytest.fixture(scope="module")
-def trained(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("dashboard-data") / "demo.duckdb"
-    shutil.copyfile(demo_db, path)
-    train_segments(path, seed=42)
-    train_risk(path, seed=42)
-    train_warnings(path)
-    return path
+def trained(risk_db: Path) -> Path:
+    return risk_db
 
 
 def _copy(trained: Path, tmp_path: Path) -> Path:
