@@ -10,10 +10,12 @@ from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Dash, html
+from dash import Dash, Input, Output, html
 
-from . import auth
-from .data import configure
+from warehouse.errors import WarehouseError
+
+from . import auth, filters
+from .data import configure, reader
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PAGES = Path(__file__).resolve().parent / "pages"
@@ -31,22 +33,41 @@ def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash
         suppress_callback_exceptions=True,
     )
     auth.install(app.server, auth.users_from_environment() if users is None else users)
+    pages = sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
     links = [
-        dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact"))
-        for page in sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
+        dbc.NavItem(dbc.NavLink(page["name"], href=page["relative_path"], active="exact", id=f"nav-{i}"))
+        for i, page in enumerate(pages)
     ]
-    app.layout = html.Div(
-        [
-            dbc.NavbarSimple(
-                links + [dbc.NavItem(dbc.NavLink("Sign out", href="/logout", external_link=True))],
-                brand="Segrisk",
-                color="dark",
-                dark=True,
-                fluid=True,
-            ),
-            dbc.Container(dash.page_container, fluid=True, className="py-3"),
-        ]
-    )
+    paths = [page["relative_path"] for page in pages]
+
+    def frame() -> html.Div:
+        # A function, so the filter options are read from the warehouse at each full page load.
+        try:
+            data = reader()
+            data.stamp()
+        except WarehouseError:
+            data = None
+        return html.Div(
+            [
+                dbc.NavbarSimple(
+                    links + [dbc.NavItem(dbc.NavLink("Sign out", href="/logout", external_link=True))],
+                    brand="Segrisk",
+                    color="dark",
+                    dark=True,
+                    fluid=True,
+                ),
+                filters.bar(data),
+                dbc.Container(dash.page_container, fluid=True, className="py-3"),
+            ]
+        )
+
+    app.layout = frame
+
+    @app.callback([Output(f"nav-{i}", "href") for i in range(len(paths))], Input("url", "hash"))
+    def carry_filters(fragment: str | None) -> list[str]:
+        """Links keep the filters: moving to another page keeps the view."""
+        return [path + (fragment or "") for path in paths]
+
     return app
 
 

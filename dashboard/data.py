@@ -55,6 +55,14 @@ QUERIES: dict[str, str] = {
 }
 
 
+def register(**named: str) -> None:
+    """Add a page's named queries. Names are unique across the dashboard; a clash is a programming error."""
+    clashes = sorted(set(named) & set(QUERIES))
+    if clashes and any(QUERIES[name] != named[name] for name in clashes):
+        raise ValueError(f"Query names already registered with other text: {', '.join(clashes)}")
+    QUERIES.update(named)
+
+
 class WarehouseReader:
     """Named, parameterised, read-only queries on one warehouse file, safe across threads."""
 

@@ -8,6 +8,22 @@ from dash import html
 #: One colour per grade, best to worst, on every page.
 GRADE_COLOURS = {"A": "#1a9850", "B": "#91cf60", "C": "#fee08b", "D": "#fc8d59", "E": "#d73027"}
 
+#: Persona colours (Plotly's colour-blind-safe qualitative palette), by persona key: S1 is always
+#: the first colour, so a persona keeps its colour on every page, chart and export.
+PERSONA_PALETTE = (
+    "#88CCEE", "#CC6677", "#DDCC77", "#117733", "#332288", "#AA4499",
+    "#44AA99", "#999933", "#882255", "#661100", "#6699CC", "#888888",
+)  # fmt: skip
+UNASSIGNED_COLOUR = "#BBBBBB"
+
+
+def persona_colour(persona_key: str | None) -> str:
+    """The colour of a persona key such as ``S3`` (grey when unassigned or unknown)."""
+    key = str(persona_key or "")
+    if key[1:].isdigit():
+        return PERSONA_PALETTE[(int(key[1:]) - 1) % len(PERSONA_PALETTE)]
+    return UNASSIGNED_COLOUR
+
 
 def count(value: float | int | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
@@ -37,6 +53,11 @@ def headline(title: str, value: str, note: str = "") -> dbc.Card:
         ),
         className="h-100",
     )
+
+
+def failed(exc: BaseException) -> dbc.Alert:
+    """What a chart shows when its query fails: the one-sentence reason, never a traceback."""
+    return dbc.Alert(str(exc), color="warning", className="my-3")
 
 
 def unavailable(sentence: str) -> dbc.Alert:

@@ -82,3 +82,33 @@ def risk_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     train_risk(path, seed=42)
     train_warnings(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def full_db(risk_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo warehouse after every model run (``train all``: segments, RFM, risk, warnings,
+    cross-sell, statistics), trained once per session. Copy it before changing it."""
+    import shutil
+
+    from models.train import train_cross_sell, train_rfm, train_statistics
+
+    path = tmp_path_factory.mktemp("full-db") / "demo.duckdb"
+    shutil.copyfile(risk_db, path)
+    train_rfm(path, seed=42)
+    train_cross_sell(path)
+    train_statistics(path, seed=42)
+    return path
+
+
+def dashboard_page(db: Path, module: str):  # noqa: ANN201 - the page module Dash imported
+    """A page module of the dashboard over ``db``: Dash imports page modules itself, as
+    ``pages.<name>``, once an app exists, and this points the app's reader at ``db``."""
+    import sys
+
+    from werkzeug.security import generate_password_hash
+
+    from dashboard import auth
+    from dashboard.app import create_app
+
+    create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash("pw"))})
+    return sys.modules[f"pages.{module}"]

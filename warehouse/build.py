@@ -51,6 +51,7 @@ from .features import (
     transaction_features,
 )
 from .history import carry_over_history
+from .marts import build_customer_months, refresh_customer_profile
 from .sources import SourceFile, latest_timestamp, resolve_files, row_count, scan_file, sha256_of
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
@@ -312,6 +313,7 @@ class _Builder:
         capabilities = self._capabilities(customers)
         self.steps.run("comments: data dictionary", self._comment_all)
         self.steps.run("history: keep model runs and persona labels", self._keep_history)
+        self.steps.run("marts: dashboard marts", self._dashboard_marts)
         checks = self.steps.run("checks: data tests", lambda: run_checks(self.con))
         assert isinstance(checks, list)
         failed = [check for check in checks if not check.passed]
@@ -736,6 +738,10 @@ class _Builder:
         copied = carry_over_history(self.con, self.db_path, self.spec.name)
         if copied:
             self.say(f"  kept {len(copied)} model tables and views from the previous warehouse")
+
+    def _dashboard_marts(self) -> None:
+        build_customer_months(self.con)
+        refresh_customer_profile(self.con)
 
     def _record_build(self, checks: list[CheckResult]) -> str:
         digest = hashlib.sha256(self.spec_text.encode())

@@ -1,0 +1,150 @@
+"""Global filters: persona, age band, risk grade, product held and region, on every page.
+
+The filter bar sits in the app's frame, outside the pages, so a choice stays while the user
+moves between pages. Its state lives in the URL's fragment (``#persona=S1&grade=D,E``): a view
+can be bookmarked and shared, and Dash's page router, which listens to the path and the query
+string only, does not rebuild the page when a filter changes. Charts filter the other charts by
+writing to these dropdowns (cross-filtering), and every page callback takes the ``filters``
+store as an input.
+
+Queries apply the filters through one fixed SQL condition over ``mart_customer_profile p``,
+with each filter bound as a list parameter (an empty list means "all").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, callback, ctx, dcc, html, no_update
+
+from .data import WarehouseReader, register
+
+
+@dataclass(frozen=True)
+class Filter:
+    key: str  # in the URL and the store
+    label: str
+    column: str  # of mart_customer_profile
+    param: str  # bound parameter name
+
+
+FILTERS = (
+    Filter("persona", "Persona", "persona_key", "personas"),
+    Filter("age", "Age band", "age_band", "age_bands"),
+    Filter("grade", "Risk grade", "grade", "grades"),
+    Filter("product", "Product held", "products", "products"),
+    Filter("region", "Region", "region", "regions"),
+)
+
+#: The condition every filtered query puts on ``mart_customer_profile p``. Products is a list
+#: column (a customer passes when they hold any chosen product); the rest are plain columns.
+FILTERED = " AND ".join(
+    f"(len(${f.param}) = 0 OR list_has_any(p.{f.column}, ${f.param}))"
+    if f.column == "products"
+    else f"(len(${f.param}) = 0 OR list_contains(${f.param}, p.{f.column}))"
+    for f in FILTERS
+)
+
+register(
+    filter_personas="SELECT DISTINCT persona_key AS value, persona_name AS label FROM mart_customer_profile "
+    "ORDER BY (persona_key = 'unassigned'), persona_key",
+    filter_age_bands="SELECT DISTINCT age_band AS value FROM mart_customer_profile ORDER BY value",
+    filter_grades="SELECT DISTINCT grade AS value FROM mart_customer_profile ORDER BY value",
+    filter_products="SELECT DISTINCT unnest(products) AS value FROM mart_customer_profile ORDER BY value",
+    filter_regions="SELECT DISTINCT region AS value FROM mart_customer_profile ORDER BY value",
+    filtered_count=f"SELECT count(*) AS customers FROM mart_customer_profile p WHERE {FILTERED}",
+)
+
+EMPTY: dict[str, list[str]] = {f.key: [] for f in FILTERS}
+
+
+def params(filters: dict | None) -> dict[str, list[str]]:
+    """Bound parameters for ``FILTERED`` from the store's value (missing keys mean all)."""
+    filters = filters or {}
+    return {f.param: [str(v) for v in filters.get(f.key) or []] for f in FILTERS}
+
+
+def is_filtered(filters: dict | None) -> bool:
+    return any(filters.get(f.key) for f in FILTERS) if filters else False
+
+
+def describe(filters: dict | None) -> str:
+    """The active filters in words, for captions and exports ("all customers" when none)."""
+    parts = [f"{f.label}: {', '.join(map(str, filters[f.key]))}" for f in FILTERS if filters and filters.get(f.key)]
+    return "; ".join(parts) if parts else "all customers"
+
+
+def to_fragment(filters: dict) -> str:
+    """``#persona=S1,S2&grade=D`` (empty filters leave no trace)."""
+    pairs = {f.key: ",".join(map(str, filters[f.key])) for f in FILTERS if filters.get(f.key)}
+    return "#" + urlencode(pairs, safe=",") if pairs else ""
+
+
+def from_fragment(fragment: str | None) -> dict[str, list[str]]:
+    parsed = parse_qs((fragment or "").lstrip("#"))
+    return {f.key: [v for v in ",".join(parsed.get(f.key, [])).split(",") if v] for f in FILTERS}
+
+
+def options(data: WarehouseReader) -> dict[str, list[dict[str, str]]]:
+    """Dropdown options from the warehouse; none when it has no profile mart yet."""
+    if not data.has("mart_customer_profile"):
+        return {f.key: [] for f in FILTERS}
+    personas = data.query("filter_personas")
+    found = {
+        "persona": [{"value": v, "label": f"{v} · {name}"} for v, name in personas.iter_rows()],
+        "age": data.query("filter_age_bands").get_column("value").to_list(),
+        "grade": data.query("filter_grades").get_column("value").to_list(),
+        "product": data.query("filter_products").get_column("value").to_list(),
+        "region": data.query("filter_regions").get_column("value").to_list(),
+    }
+    return {
+        key: [o if isinstance(o, dict) else {"value": o, "label": str(o).replace("_", " ")} for o in values]
+        for key, values in found.items()
+    }
+
+
+def bar(data: WarehouseReader | None) -> html.Div:
+    """The filter bar: one multi-select per filter, and the store the pages listen to."""
+    found = options(data) if data is not None else {f.key: [] for f in FILTERS}
+    dropdowns = [
+        dbc.Col(
+            dcc.Dropdown(
+                id=f"filter-{f.key}",
+                options=found[f.key],
+                multi=True,
+                placeholder=f"{f.label}: all",
+                className="small",
+            ),
+            lg=True,
+            md=4,
+            sm=6,
+            className="mb-2",
+        )
+        for f in FILTERS
+    ]
+    return html.Div(
+        [
+            dcc.Location(id="url", refresh=False),
+            dcc.Store(id="filters", data=EMPTY),
+            dbc.Row(dropdowns, className="g-2"),
+        ],
+        className="px-3 pt-3 bg-light border-bottom",
+    )
+
+
+@callback(
+    Output("url", "hash"),
+    Output("filters", "data"),
+    *[Output(f"filter-{f.key}", "value") for f in FILTERS],
+    Input("url", "hash"),
+    *[Input(f"filter-{f.key}", "value") for f in FILTERS],
+)
+def sync_filters(fragment: str | None, *values: list[str] | None):
+    """URL fragment and dropdowns kept in step, either way round; the store follows both."""
+    if ctx.triggered_id in (None, "url"):
+        chosen = from_fragment(fragment)
+        return no_update, chosen, *[chosen[f.key] for f in FILTERS]
+    chosen = {f.key: list(v or []) for f, v in zip(FILTERS, values, strict=True)}
+    return to_fragment(chosen), chosen, *[no_update for _ in FILTERS]

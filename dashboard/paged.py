@@ -1,0 +1,159 @@
+"""Server-side paged tables: only the rows on screen travel to the browser, never the whole table.
+
+A page declares a paged table once: the columns it shows, the ``FROM ... WHERE ...`` text with
+bound parameters, and the columns a user may sort by. Each (column, direction) pair becomes its
+own named query, so the sort a user picks selects a query and is never formatted into SQL. The
+same ``FROM ... WHERE`` serves the row count and the CSV download, so a download is the table's
+current filter, in its current order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dash_bootstrap_components as dbc
+import polars as pl
+from dash import dcc, html
+
+from . import ui
+from .data import WarehouseReader, register
+
+PAGE_SIZE = 25
+#: A download larger than this is refused with a sentence: a spreadsheet is not a warehouse.
+DOWNLOAD_ROW_CAP = 1_000_000
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    heading: str
+    format: Callable[[object], str] = str
+    numeric: bool = False
+
+
+@dataclass(frozen=True)
+class PagedTable:
+    """A table of ``select`` over ``from_where``; ids and query names start with ``name``."""
+
+    name: str
+    select: str
+    from_where: str
+    columns: tuple[Column, ...]
+    sortable: tuple[str, ...]
+    default_sort: str
+    default_descending: bool = True
+    tiebreak: str = "1"
+    page_size: int = PAGE_SIZE
+    #: SQL to order by for a sortable key when it is not the column itself (e.g. a severity's rank).
+    sort_sql: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        queries = {f"{self.name}:count": f"SELECT count(*) AS n {self.from_where}"}
+        for column in self.sortable:
+            for direction in ("ASC", "DESC"):
+                order = f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"
+                queries[f"{self.name}:page:{column}:{direction}"] = (
+                    f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
+                )
+        register(**queries)
+
+    # -- queries -------------------------------------------------------------------------
+    def _query_name(self, sort: str | None, descending: bool | None) -> str:
+        column = sort if sort in self.sortable else self.default_sort
+        direction = "DESC" if (self.default_descending if descending is None else descending) else "ASC"
+        return f"{self.name}:page:{column}:{direction}"
+
+    def count(self, data: WarehouseReader, params: dict) -> int:
+        return int(data.query(f"{self.name}:count", **params).item())
+
+    def page(
+        self, data: WarehouseReader, params: dict, page: int, sort: str | None = None, descending: bool | None = None
+    ) -> pl.DataFrame:
+        offset = max(page - 1, 0) * self.page_size
+        return data.query(self._query_name(sort, descending), **params, limit=self.page_size, offset=offset)
+
+    def csv(self, data: WarehouseReader, params: dict, sort: str | None = None, descending: bool | None = None) -> str:
+        """The whole current filter as CSV text, in the current order (refused above the cap)."""
+        total = self.count(data, params)
+        if total > DOWNLOAD_ROW_CAP:
+            raise ValueError(f"{total:,} rows match: downloads stop at {DOWNLOAD_ROW_CAP:,}; narrow the filters first.")
+        rows = data.query(self._query_name(sort, descending), **params, limit=max(total, 1), offset=0)
+        return rows.write_csv()
+
+    # -- layout --------------------------------------------------------------------------
+    def layout(self, title: str = "") -> html.Div:
+        sort_options = [{"label": c.heading, "value": c.key} for c in self.columns if c.key in self.sortable]
+        controls = dbc.Row(
+            [
+                dbc.Col(html.H3(title, className="h6 mb-0"), className="align-self-center"),
+                dbc.Col(
+                    dcc.Dropdown(
+                        id=f"{self.name}-sort",
+                        options=sort_options,
+                        value=self.default_sort,
+                        clearable=False,
+                        className="small",
+                    ),
+                    width=3,
+                ),
+                dbc.Col(
+                    dbc.RadioItems(
+                        id=f"{self.name}-direction",
+                        options=[{"label": "desc", "value": "desc"}, {"label": "asc", "value": "asc"}],
+                        value="desc" if self.default_descending else "asc",
+                        inline=True,
+                        className="small",
+                    ),
+                    width="auto",
+                    className="align-self-center",
+                ),
+                dbc.Col(
+                    dbc.Button("Download CSV", id=f"{self.name}-download-button", size="sm", color="secondary"),
+                    width="auto",
+                ),
+            ],
+            className="g-2 mb-2",
+        )
+        return html.Div(
+            [
+                controls,
+                dcc.Loading(html.Div(id=f"{self.name}-rows"), delay_show=300),
+                dbc.Row(
+                    [
+                        dbc.Col(html.Div(id=f"{self.name}-summary", className="small text-muted")),
+                        dbc.Col(
+                            dbc.Pagination(
+                                id=f"{self.name}-page",
+                                max_value=1,
+                                active_page=1,
+                                fully_expanded=False,
+                                first_last=True,
+                                previous_next=True,
+                                size="sm",
+                            ),
+                            width="auto",
+                        ),
+                    ]
+                ),
+                dcc.Download(id=f"{self.name}-download"),
+                html.Div(id=f"{self.name}-download-message", className="small text-danger"),
+            ]
+        )
+
+    def render(
+        self, data: WarehouseReader, params: dict, page: int | None, sort: str | None, direction: str | None
+    ) -> tuple[object, int, str]:
+        """(table, number of pages, "rows 1-25 of 6,993") for one page of the current filter."""
+        total = self.count(data, params)
+        pages = max(math.ceil(total / self.page_size), 1)
+        page = min(max(page or 1, 1), pages)
+        rows = self.page(data, params, page, sort, direction != "asc")
+        if total == 0:
+            return ui.unavailable("No rows match the current filters."), 1, "0 rows"
+        shown = [{c.key: c.format(row[c.key]) for c in self.columns} for row in rows.iter_rows(named=True)]
+        first = (page - 1) * self.page_size + 1
+        summary = f"rows {first:,}-{first + rows.height - 1:,} of {total:,}"
+        numeric = tuple(c.key for c in self.columns if c.numeric)
+        return ui.table(shown, [(c.key, c.heading) for c in self.columns], numeric=numeric), pages, summary

@@ -1,0 +1,302 @@
+"""Early warnings: the alerts of the latest run, counted by rule and over time, paged, acknowledged.
+
+Alerts are joined to ``mart_customer_profile`` so the global filters apply. An acknowledgement goes
+to the application-state store at once and shows here at once; the warehouse gets it at the next
+model run.
+"""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+import polars as pl
+from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+
+from dashboard import filters, ui
+from dashboard.auth import current_user
+from dashboard.data import WarehouseReader, reader, register
+from dashboard.paged import Column, PagedTable
+from dashboard.state import acknowledged_ids, store
+from warehouse.errors import SegriskError
+
+dash.register_page(__name__, path="/warnings", name="Early warnings", order=3)
+
+SEVERITY_COLOURS = {"low": "#fee08b", "medium": "#fc8d59", "high": "#d73027"}
+
+#: Alerts under the global filters and this page's own (rule, severity, open or all).
+ALERTS = (
+    "FROM ml_latest_alerts a JOIN mart_customer_profile p USING (customer_id) "
+    f"WHERE {filters.FILTERED} "
+    "AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
+    "AND (len($severities) = 0 OR list_contains($severities, a.severity)) "
+    "AND ($status = 'all' OR NOT (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)))"
+)
+
+register(
+    warnings_rules="SELECT DISTINCT rule, rule_label FROM ml_latest_alerts ORDER BY rule",
+    warnings_by_rule=f"SELECT a.rule_label, a.severity, count(*) AS alerts {ALERTS} GROUP BY ALL ORDER BY ALL",
+    # Every run's alerts, not just the latest: the history a risk manager reads the trend from.
+    warnings_by_period="SELECT a.period, a.rule_label, count(DISTINCT a.alert_id) AS alerts "
+    "FROM ml_alerts a JOIN mart_customer_profile p USING (customer_id) "
+    f"WHERE {filters.FILTERED} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
+    "AND (len($severities) = 0 OR list_contains($severities, a.severity)) GROUP BY ALL ORDER BY ALL",
+    warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules "
+    "WHERE run_id = (SELECT max(run_id) FROM ml_latest_alerts) ORDER BY rule",
+)
+
+TABLE = PagedTable(
+    name="warnings-alerts",
+    select="a.alert_id, a.customer_id, p.persona_key, p.grade, a.rule_label, a.value, a.threshold, a.severity, "
+    "a.period, (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)) AS acknowledged",
+    from_where=ALERTS,
+    columns=(
+        Column("customer_id", "Customer", ui.count, numeric=True),
+        Column("persona_key", "Persona"),
+        Column("grade", "Grade"),
+        Column("rule_label", "Rule"),
+        Column("value", "Value", lambda v: f"{v:,.2f}", numeric=True),
+        Column("threshold", "Threshold", lambda v: f"{v:,.2f}", numeric=True),
+        Column("severity", "Severity"),
+        Column("period", "Period", lambda v: str(v)[:10]),
+    ),
+    sortable=("severity", "value", "customer_id", "period", "rule_label"),
+    default_sort="severity",
+    tiebreak="a.alert_id",
+    sort_sql=(("severity", "list_position(['low', 'medium', 'high'], a.severity)"),),
+)
+
+
+def alert_params(data: WarehouseReader, global_filters: dict | None, rules, severities, status) -> dict:
+    return {
+        **filters.params(global_filters),
+        "rules": list(rules or []),
+        "severities": list(severities or []),
+        "status": status or "open",
+        "acknowledged": acknowledged_ids(data),
+    }
+
+
+def rule_figure(by_rule: pl.DataFrame) -> go.Figure:
+    """Alerts by rule, stacked by severity."""
+    figure = go.Figure()
+    for severity in ("low", "medium", "high"):
+        part = by_rule.filter(pl.col("severity") == severity)
+        if part.height:
+            figure.add_trace(
+                go.Bar(
+                    y=part.get_column("rule_label").to_list(),
+                    x=part.get_column("alerts").to_list(),
+                    orientation="h",
+                    name=severity,
+                    marker_color=SEVERITY_COLOURS[severity],
+                    hovertemplate="%{y}: %{x:,} " + severity + "<extra></extra>",
+                )
+            )
+    figure.update_layout(barmode="stack", title="Alerts by rule", xaxis_title="Alerts", margin=dict(t=50, l=10))
+    figure.update_yaxes(automargin=True)
+    return figure
+
+
+def period_figure(by_period: pl.DataFrame) -> go.Figure:
+    """Alerts per period over every run kept in the warehouse, one bar group per rule."""
+    figure = go.Figure()
+    for (label,), part in by_period.group_by("rule_label", maintain_order=True):
+        figure.add_trace(
+            go.Bar(
+                x=[str(p)[:10] for p in part.get_column("period").to_list()],
+                y=part.get_column("alerts").to_list(),
+                name=str(label),
+                hovertemplate="%{x}: %{y:,} alerts<extra>" + str(label) + "</extra>",
+            )
+        )
+    figure.update_layout(
+        title="Alerts by period (all runs)",
+        xaxis_title="Period",
+        yaxis_title="Alerts",
+        xaxis_type="category",
+        legend=dict(orientation="h", y=-0.25),
+        margin=dict(t=50),
+    )
+    return figure
+
+
+def layout(**_query: str) -> html.Div:
+    try:
+        data = reader()
+        if not data.has("ml_latest_alerts"):
+            return ui.unavailable(
+                "No early warnings in this warehouse: it has no periodic snapshots, or `segrisk train warnings` "
+                "has not run."
+            )
+        rules = data.query("warnings_rules")
+        statuses = data.query("warnings_rule_status")
+    except SegriskError as exc:
+        return ui.failed(exc)
+    not_run = [f"{r} ({s})" for r, _, s in statuses.rows() if s != "run"]
+    return html.Div(
+        [
+            html.H2("Early warnings", className="h4 mb-3"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id="warnings-rule",
+                            options=[{"value": r, "label": label} for r, label in rules.rows()],
+                            multi=True,
+                            placeholder="Rule: all",
+                        ),
+                        md=4,
+                    ),
+                    dbc.Col(
+                        dcc.Dropdown(
+                            id="warnings-severity",
+                            options=[{"value": s, "label": s} for s in SEVERITY_COLOURS],
+                            multi=True,
+                            placeholder="Severity: all",
+                        ),
+                        md=3,
+                    ),
+                    dbc.Col(
+                        dbc.RadioItems(
+                            id="warnings-status",
+                            options=[{"label": "Open", "value": "open"}, {"label": "All", "value": "all"}],
+                            value="open",
+                            inline=True,
+                        ),
+                        md=3,
+                        className="align-self-center",
+                    ),
+                ],
+                className="mb-3 g-2",
+            ),
+            html.Div(id="warnings-headline"),
+            dcc.Loading(dbc.Row([dbc.Col(id="warnings-rule-chart", md=6), dbc.Col(id="warnings-period-chart", md=6)])),
+            html.P(
+                "Rules that could not run on this data: " + "; ".join(not_run) + "." if not_run else "",
+                className="small text-muted",
+            ),
+            TABLE.layout("Alerts"),
+            html.Div(id="warnings-ack-message", className="small text-success"),
+            dcc.Store(id="warnings-ack-count", data=0),
+        ]
+    )
+
+
+PAGE_INPUTS = (
+    Input("filters", "data"),
+    Input("warnings-rule", "value"),
+    Input("warnings-severity", "value"),
+    Input("warnings-status", "value"),
+    Input("warnings-ack-count", "data"),
+)
+
+
+@callback(
+    Output("warnings-headline", "children"),
+    Output("warnings-rule-chart", "children"),
+    Output("warnings-period-chart", "children"),
+    *PAGE_INPUTS,
+)
+def show_charts(global_filters, rules, severities, status, _acks):
+    try:
+        data = reader()
+        params = alert_params(data, global_filters, rules, severities, status)
+        by_rule = data.query("warnings_by_rule", **params)
+        by_period = data.query(
+            "warnings_by_period", **{k: v for k, v in params.items() if k not in ("status", "acknowledged")}
+        )
+    except SegriskError as exc:
+        return ui.failed(exc), None, None
+    total = int(by_rule.get_column("alerts").sum() or 0)
+    high = int(by_rule.filter(pl.col("severity") == "high").get_column("alerts").sum() or 0)
+    what = "open alerts" if (status or "open") == "open" else "alerts"
+    headline = html.P(
+        f"{total:,} {what} ({high:,} high severity) for {filters.describe(global_filters)}.", className="mb-2"
+    )
+    if total == 0:
+        return headline, ui.unavailable("No alerts match the current filters."), None
+    return headline, dcc.Graph(figure=rule_figure(by_rule)), dcc.Graph(figure=period_figure(by_period))
+
+
+@callback(
+    Output(f"{TABLE.name}-rows", "children"),
+    Output(f"{TABLE.name}-page", "max_value"),
+    Output(f"{TABLE.name}-summary", "children"),
+    *PAGE_INPUTS,
+    Input(f"{TABLE.name}-page", "active_page"),
+    Input(f"{TABLE.name}-sort", "value"),
+    Input(f"{TABLE.name}-direction", "value"),
+)
+def show_table(global_filters, rules, severities, status, _acks, page, sort, direction):
+    try:
+        data = reader()
+        params = alert_params(data, global_filters, rules, severities, status)
+        table, pages, summary = TABLE.render(data, params, page, sort, direction)
+    except SegriskError as exc:
+        return ui.failed(exc), 1, ""
+    rows = TABLE.page(data, params, min(max(page or 1, 1), pages), sort, direction != "asc")
+    return with_ack_buttons(table, rows), pages, summary
+
+
+def with_ack_buttons(table, rows: pl.DataFrame):
+    """Add an "Acknowledge" button (or "acknowledged") at the end of each alert's row."""
+    if not isinstance(table, dbc.Table):
+        return table
+    head, body = table.children
+    head.children.children.append(html.Th(""))
+    for tr, (alert_id, acknowledged) in zip(body.children, rows.select("alert_id", "acknowledged").rows(), strict=True):
+        tr.children.append(
+            html.Td(
+                html.Span("acknowledged", className="text-muted")
+                if acknowledged
+                else dbc.Button(
+                    "Acknowledge",
+                    id={"type": "warnings-ack", "alert": alert_id},
+                    size="sm",
+                    color="outline-primary",
+                    className="py-0",
+                )
+            )
+        )
+    return table
+
+
+@callback(
+    Output("warnings-ack-count", "data"),
+    Output("warnings-ack-message", "children"),
+    Input({"type": "warnings-ack", "alert": ALL}, "n_clicks"),
+    State("warnings-ack-count", "data"),
+    prevent_initial_call=True,
+)
+def acknowledge(clicks: list[int | None], count: int):
+    if not ctx.triggered_id or not any(clicks):
+        return no_update, no_update
+    alert_id = ctx.triggered_id["alert"]
+    user, _role = current_user()
+    try:
+        store(reader()).acknowledge(alert_id, user=user or "unknown")
+    except (SegriskError, OSError) as exc:
+        return no_update, f"Could not record the acknowledgement: {exc}"
+    return (count or 0) + 1, f"Alert {alert_id} acknowledged by {user}."
+
+
+@callback(
+    Output(f"{TABLE.name}-download", "data"),
+    Output(f"{TABLE.name}-download-message", "children"),
+    Input(f"{TABLE.name}-download-button", "n_clicks"),
+    State("filters", "data"),
+    State("warnings-rule", "value"),
+    State("warnings-severity", "value"),
+    State("warnings-status", "value"),
+    State(f"{TABLE.name}-sort", "value"),
+    State(f"{TABLE.name}-direction", "value"),
+    prevent_initial_call=True,
+)
+def download(_clicks, global_filters, rules, severities, status, sort, direction):
+    try:
+        data = reader()
+        text = TABLE.csv(data, alert_params(data, global_filters, rules, severities, status), sort, direction != "asc")
+    except (SegriskError, ValueError) as exc:
+        return no_update, str(exc)
+    return dcc.send_string(text, "early_warnings.csv"), ""

@@ -1,0 +1,180 @@
+"""Marts the dashboard reads: pre-joined and pre-aggregated so every page query is a few ms.
+
+* ``mart_customer_profile``: one row per customer with what the global filters and the
+  customer-level pages need (persona, age band, region, grade, products held, open alerts),
+  joined once instead of on every request. It is rebuilt after a build and after every model
+  run, since personas, grades and alerts come from the model tables.
+* ``mart_customer_months``: one row per customer and month with transactions and the monthly
+  snapshot, sorted by customer so one customer's history is read through DuckDB's zone maps
+  instead of a scan of the transaction table. It depends only on the build's data.
+
+This module knows the model tables only by name (it is SQL over the warehouse); it imports
+nothing from ``models``.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from .dictionary import comment_columns, comment_table
+
+PROFILE = "mart_customer_profile"
+MONTHS = "mart_customer_months"
+
+PROFILE_GRAIN = (
+    "One row per customer: the dimensions the dashboard filters by (persona, age band, region, risk grade, "
+    "products held) and the latest model outputs, rebuilt after every build and model run."
+)
+PROFILE_COMMENTS = {
+    "customer_id": "Customer key, as in customers.",
+    "persona_key": "Stable key of the customer's persona in the latest segmentation run (ml_latest_segments); "
+    "'unassigned' when no segmentation has run.",
+    "persona_name": "Name of that persona at the time of the last model run ('Unassigned' when none).",
+    "age_band": "Age group (customers.age_band); 'unknown' when the dataset has no age.",
+    "region": "Region (customers.region); 'unknown' when the dataset has none.",
+    "grade": "Risk grade A (best) to E from the latest risk run; 'unscored' when there is no PD model.",
+    "pd": "Calibrated probability of default from the latest risk run (NULL when unscored).",
+    "score": "Scorecard points from the latest risk run (NULL when unscored).",
+    "decision": "Approval decision under the current policy: approve, review or decline (NULL when unscored).",
+    "is_defaulted": "Observed default outcome (NULL when the dataset has no target).",
+    "products": "Products the customer holds, by name (from the has_* flags of customers); empty when unknown.",
+    "product_count": "Number of products held.",
+    "open_alerts": "Early-warning alerts of the latest run not acknowledged when the model last ran.",
+    "offers": "Cross-sell recommendations of the latest run.",
+}
+
+MONTHS_GRAIN = (
+    "One row per customer and calendar month with activity: transaction count and amounts, and the month's "
+    "snapshot (balance, utilization, days past due, credit score) where the dataset has them. Sorted by "
+    "customer so one customer's history is read without a scan."
+)
+MONTHS_COMMENTS = {
+    "customer_id": "Customer key, as in customers.",
+    "month": "First day of the calendar month.",
+    "transactions": "Number of transactions in the month (0 when there were none or the dataset has none).",
+    "amount_spent": "Sum of transaction amounts in the month, in the dataset's currency.",
+    "balance": "Snapshot balance at the month (NULL without snapshots).",
+    "utilization": "Snapshot credit utilization, 0-1 (NULL without snapshots).",
+    "days_past_due": "Snapshot days past due (NULL without snapshots).",
+    "credit_score": "Snapshot credit score (NULL without snapshots).",
+}
+
+
+def _columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
+    rows = con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [name]).fetchall()
+    return {row[0] for row in rows}
+
+
+def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(_columns(con, name))
+
+
+def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``mart_customer_profile`` from customers and whatever model outputs exist."""
+    customer_columns = _columns(con, "customers")
+    products = sorted(c for c in customer_columns if c.startswith("has_"))
+    # The flag columns are named by the spec (code, not user input), so they may appear in the text.
+    product_list = (
+        "list_filter(["
+        + ", ".join(f"CASE WHEN c.{p}::BOOLEAN THEN '{p[4:]}' END" for p in products)
+        + "], lambda x: x IS NOT NULL)"
+        if products
+        else "[]::VARCHAR[]"
+    )
+    age_band = "c.age_band" if "age_band" in customer_columns else "NULL"
+    region = "c.region::VARCHAR" if "region" in customer_columns else "NULL"
+    target = "c.is_defaulted" if "is_defaulted" in customer_columns else "NULL::BOOLEAN"
+    joins, persona_key, persona_name = [], "NULL", "NULL"
+    if _exists(con, "ml_latest_segments"):
+        joins.append("LEFT JOIN ml_latest_segments s USING (customer_id)")
+        persona_key, persona_name = "s.segment_key", "s.persona_name"
+    grade, pd, score, decision = "NULL", "NULL::DOUBLE", "NULL::DOUBLE", "NULL"
+    if _exists(con, "ml_latest_risk_scores"):
+        joins.append("LEFT JOIN ml_latest_risk_scores r USING (customer_id)")
+        grade, pd, score, decision = "r.grade", "r.pd", "r.score", "r.decision"
+    open_alerts = "0"
+    if _exists(con, "ml_latest_alerts"):
+        joins.append(
+            "LEFT JOIN (SELECT customer_id, count(*) AS n FROM ml_latest_alerts WHERE NOT is_acknowledged "
+            "GROUP BY customer_id) a USING (customer_id)"
+        )
+        open_alerts = "coalesce(a.n, 0)"
+    offers = "0"
+    if _exists(con, "ml_recommendations"):
+        joins.append(
+            "LEFT JOIN (SELECT customer_id, count(*) AS n FROM ml_recommendations "
+            "WHERE run_id = (SELECT max(run_id) FROM ml_recommendations) GROUP BY customer_id) o USING (customer_id)"
+        )
+        offers = "coalesce(o.n, 0)"
+    con.execute(f"DROP TABLE IF EXISTS {PROFILE}")
+    con.execute(
+        f"""
+        CREATE TABLE {PROFILE} AS
+        SELECT
+            c.customer_id,
+            coalesce({persona_key}, 'unassigned')::VARCHAR AS persona_key,
+            coalesce({persona_name}, 'Unassigned')::VARCHAR AS persona_name,
+            coalesce({age_band}, 'unknown')::VARCHAR AS age_band,
+            coalesce({region}, 'unknown')::VARCHAR AS region,
+            coalesce({grade}, 'unscored')::VARCHAR AS grade,
+            {pd}::DOUBLE AS pd,
+            {score}::DOUBLE AS score,
+            {decision}::VARCHAR AS decision,
+            {target}::BOOLEAN AS is_defaulted,
+            {product_list}::VARCHAR[] AS products,
+            len({product_list})::INTEGER AS product_count,
+            {open_alerts}::INTEGER AS open_alerts,
+            {offers}::INTEGER AS offers
+        FROM customers c
+        {" ".join(joins)}
+        ORDER BY c.customer_id
+        """
+    )
+    comment_table(con, PROFILE, PROFILE_GRAIN)
+    comment_columns(con, PROFILE, PROFILE_COMMENTS)
+
+
+def build_customer_months(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``mart_customer_months`` from the staged transactions and snapshots, where present."""
+    parts: list[str] = []
+    transactions = _columns(con, "stg_transactions")
+    snapshots = _columns(con, "stg_snapshots")
+    has_txn = {"customer_id", "occurred_at", "amount"} <= transactions
+    has_snap = {"customer_id", "period"} <= snapshots
+    snap = {
+        c: (f"s.{c}" if c in snapshots else "NULL") for c in ("balance", "utilization", "days_past_due", "credit_score")
+    }
+    if has_txn:
+        parts.append(
+            "t AS (SELECT customer_id, date_trunc('month', occurred_at)::DATE AS month, count(*) AS transactions, "
+            "sum(amount) AS amount_spent FROM stg_transactions GROUP BY ALL)"
+        )
+    if has_snap:
+        parts.append(
+            f"s AS (SELECT customer_id, date_trunc('month', period)::DATE AS month, "
+            f"{', '.join(f'{v}::DOUBLE AS {k}' for k, v in snap.items())} FROM stg_snapshots s)"
+        )
+    measures = ", ".join(f"{k}::DOUBLE AS {k}" for k in snap)
+    if has_txn and has_snap:
+        body = (
+            "SELECT customer_id, month, coalesce(t.transactions, 0) AS transactions, "
+            "coalesce(t.amount_spent, 0) AS amount_spent, "
+            + ", ".join(f"s.{k}" for k in snap)
+            + " FROM t FULL OUTER JOIN s USING (customer_id, month)"
+        )
+    elif has_txn:
+        nulls = ", ".join(f"NULL::DOUBLE AS {k}" for k in snap)
+        body = f"SELECT customer_id, month, transactions, amount_spent, {nulls} FROM t"
+    elif has_snap:
+        body = f"SELECT customer_id, month, 0 AS transactions, 0.0 AS amount_spent, {', '.join(snap)} FROM s"
+    else:
+        nulls = ", ".join(f"NULL::DOUBLE AS {k}" for k in snap)
+        body = f"SELECT NULL::BIGINT AS customer_id, NULL::DATE AS month, 0 AS transactions, 0.0 AS amount_spent, {nulls} WHERE false"
+    with_clause = ("WITH " + ", ".join(parts) + " ") if parts else ""
+    con.execute(f"DROP TABLE IF EXISTS {MONTHS}")
+    con.execute(
+        f"CREATE TABLE {MONTHS} AS SELECT customer_id, month, transactions::BIGINT AS transactions, "
+        f"amount_spent::DOUBLE AS amount_spent, {measures} FROM ({with_clause}{body}) ORDER BY customer_id, month"
+    )
+    comment_table(con, MONTHS, MONTHS_GRAIN)
+    comment_columns(con, MONTHS, MONTHS_COMMENTS)
