@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -158,7 +159,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_build(summary)
     cmd_train(build_parser().parse_args(["train", "all", "--seed", str(args.seed), "--db", str(summary.db_path)]))
     print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
-    return 0
+    if args.no_serve:
+        return 0
+    if not (os.environ.get("SEGRISK_ADMIN_PASSWORD") or os.environ.get("SEGRISK_USERS")):
+        # A first run has no users yet: make an admin with a random password, shown this once.
+        password = secrets.token_urlsafe(12)
+        os.environ["SEGRISK_ADMIN_PASSWORD"] = password
+        print(f"Sign in as user 'admin' with password {password} (set SEGRISK_ADMIN_PASSWORD to choose your own).")
+    serve_args = ["serve", "--db", str(summary.db_path), "--host", args.host, "--port", str(args.port)]
+    return cmd_serve(build_parser().parse_args(serve_args))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -392,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate (if needed) and build the demo warehouse")
     demo.add_argument("--customers", type=int, default=DEMO_DEFAULT_CUSTOMERS, help="size of the synthetic bank")
     demo.add_argument("--seed", type=int, default=DEMO_DEFAULT_SEED, help="random seed of the synthetic bank")
+    demo.add_argument("--no-serve", action="store_true", help="stop after training instead of serving the dashboard")
+    demo.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8050, help="port of the dashboard (default 8050)")
     _db_argument(demo)
     demo.set_defaults(handler=cmd_demo)
 

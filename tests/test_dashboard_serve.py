@@ -106,6 +106,8 @@ def _texts(component: object) -> list[str]:
     """Every string in a Dash component tree."""
     if isinstance(component, str):
         return [component]
+    if isinstance(component, list | tuple):
+        return [text for item in component for text in _texts(item)]
     children = getattr(component, "children", None)
     if children is None:
         return []
@@ -132,17 +134,37 @@ def test_overview_figures_match_the_warehouse(trained: Path, overview, tmp_path:
     # An acknowledgement made in the dashboard counts at once, before any retrain.
     AppState(state_path(trained)).acknowledge(first_alert, user="alice")
     assert overview.headline_figures(data)["open_alerts"] == open_alerts - 1
-    texts = _texts(overview.layout())
+    texts = _texts(overview.show_overview(None)[0])
     assert f"{customers:,}" in texts and "Open alerts" in texts
+
+
+def test_overview_follows_the_global_filters_and_clicks_set_them(trained: Path, overview) -> None:  # noqa: ANN001
+    import duckdb
+
+    data = configure(trained)
+    with duckdb.connect(str(trained), read_only=True) as con:
+        expected = con.execute(
+            "SELECT count(*), avg(c.is_defaulted::INT), count(*) FILTER (r.decision <> 'review') / count(*) "
+            "FROM customers c JOIN ml_latest_risk_scores r USING (customer_id) "
+            "JOIN ml_latest_segments s USING (customer_id) WHERE r.grade IN ('D', 'E') AND s.segment_key = 'S2'"
+        ).fetchone()
+    figures = overview.headline_figures(data, {"grade": ["D", "E"], "persona": ["S2"]})
+    assert (figures["customers"], figures["default_rate"], figures["automation_rate"]) == pytest.approx(expected)
+    assert figures["customers"] < overview.headline_figures(data)["customers"]
+    _cards, grades, *_ = overview.show_overview({"grade": ["D", "E"]})
+    assert grades.data[0].x == ("D", "E")
+    # Clicking a bar filters every page: the callbacks write the global filter's value.
+    assert overview.filter_by_grade({"points": [{"x": "C"}]}) == ["C"]
+    assert overview.filter_by_persona({"points": [{"customdata": ["S3"], "y": "x"}]}) == ["S3"]
 
 
 def test_overview_without_a_risk_model_says_so(build: Builder, overview) -> None:  # noqa: ANN001
     db = build("online-retail", FIXTURES).db_path
     configure(db)
-    page = overview.layout()
-    texts = _texts(page)
+    page = overview.show_overview(None)
+    texts = [text for part in page for text in _texts(part)]
     assert any(t.startswith("No PD model yet") for t in texts)
-    assert not any(isinstance(c, dbc.Alert) and "failed" in str(c.children) for c in [page])
+    assert not any(isinstance(c, dbc.Alert) and "failed" in str(c.children) for c in page)
 
 
 @pytest.fixture(scope="module")

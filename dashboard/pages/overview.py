@@ -1,43 +1,66 @@
-"""Overview: the headline figures of the book and the two charts that tell its story."""
+"""Overview: the headline figures of the book and the charts that tell its story, under the global filters.
+
+Clicking a grade bar or a persona bar filters every page to it (cross-filtering through the global
+filter bar).
+"""
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
-from dash import dcc, html
+import polars as pl
+from dash import Input, Output, callback, dcc, html, no_update
 
-from dashboard import ui
-from dashboard.data import WarehouseReader, reader
-from warehouse.app_state import AppState, state_path
-from warehouse.errors import WarehouseError
+from dashboard import filters, ui
+from dashboard.data import WarehouseReader, reader, register
+from dashboard.state import acknowledged_ids, persona_names
+from warehouse.errors import SegriskError
 
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
+register(
+    overview_figures="SELECT count(*) AS customers, count(DISTINCT p.persona_key) FILTER (p.persona_key <> 'unassigned') "
+    "AS personas, avg(p.is_defaulted::INT) AS default_rate, "
+    "avg(CASE WHEN p.decision IS NULL THEN NULL ELSE (p.decision <> 'review')::INT END) AS automation_rate, "
+    "avg(CASE WHEN p.decision IS NULL THEN NULL ELSE (p.decision = 'approve')::INT END) AS approval_rate, "
+    "sum(p.open_alerts) AS open_alerts, avg(p.pd) AS mean_pd "
+    f"FROM mart_customer_profile p WHERE {filters.FILTERED}",
+    # Acknowledged on the dashboard since the last model run: not yet in the profile's counts.
+    overview_acknowledged_since="SELECT count(*) AS n FROM ml_latest_alerts a JOIN mart_customer_profile p "
+    f"USING (customer_id) WHERE {filters.FILTERED} AND NOT a.is_acknowledged "
+    "AND list_contains($acknowledged, a.alert_id)",
+    overview_grades="SELECT p.grade, count(*) AS customers, avg(p.is_defaulted::INT) AS observed_default_rate "
+    f"FROM mart_customer_profile p WHERE {filters.FILTERED} AND p.grade <> 'unscored' GROUP BY ALL ORDER BY ALL",
+    overview_personas="SELECT p.persona_key, count(*) AS customers, avg(p.pd) AS mean_pd "
+    f"FROM mart_customer_profile p WHERE {filters.FILTERED} AND p.persona_key <> 'unassigned' "
+    "GROUP BY ALL ORDER BY ALL",
+)
 
-def headline_figures(data: WarehouseReader) -> dict[str, float | int | None]:
+
+def headline_figures(data: WarehouseReader, global_filters: dict | None = None) -> dict[str, float | int | None]:
     """Customers, personas, default rate, automation rate, open alerts and expected loss (None when absent)."""
-    figures: dict[str, float | int | None] = {"customers": data.query("customers_count").item()}
-    capabilities = dict(data.query("capabilities").select("capability", "is_supported").rows())
-    figures["default_rate"] = data.query("default_rate").item() if capabilities.get("risk_model") else None
-    figures["personas"] = data.query("persona_sizes").height if data.has("ml_latest_segment_summary") else None
-    policy = data.query("policy_overall") if data.has("ml_policy_evaluations") else None
-    has_policy = policy is not None and policy.height > 0
-    figures["automation_rate"] = policy.item(0, "automation_rate") if has_policy else None
-    figures["expected_loss"] = policy.item(0, "expected_loss_approved") if has_policy else None
+    params = filters.params(global_filters)
+    row = data.query("overview_figures", **params).row(0, named=True)
+    figures: dict[str, float | int | None] = {
+        "customers": row["customers"],
+        "personas": row["personas"] or None,
+        "default_rate": row["default_rate"],
+        "automation_rate": row["automation_rate"],
+        "approval_rate": row["approval_rate"],
+        "expected_loss": None,
+        "open_alerts": None,
+    }
+    if data.has("ml_policy_evaluations") and not filters.is_filtered(global_filters):
+        policy = data.query("policy_overall")
+        figures["expected_loss"] = policy.item(0, "expected_loss_approved") if policy.height else None
     if data.has("ml_latest_alerts"):
-        acknowledged = AppState(state_path(data.path)).acknowledged_ids()
-        open_ids = set(data.query("open_alert_ids").get_column("alert_id").to_list())
-        figures["open_alerts"] = len(open_ids - acknowledged)
-    else:
-        figures["open_alerts"] = None
+        since = data.query("overview_acknowledged_since", **params, acknowledged=acknowledged_ids(data)).item()
+        figures["open_alerts"] = int(row["open_alerts"] or 0) - int(since)
     return figures
 
 
-def grade_figure(data: WarehouseReader) -> go.Figure | None:
-    if not data.has("ml_risk_grades"):
-        return None
-    grades = data.query("grades")
+def grade_figure(grades: pl.DataFrame) -> go.Figure:
     figure = go.Figure(
         go.Bar(
             x=grades.get_column("grade").to_list(),
@@ -48,49 +71,123 @@ def grade_figure(data: WarehouseReader) -> go.Figure | None:
         )
     )
     figure.update_layout(
-        title="Customers by risk grade", xaxis_title="Grade (A best)", yaxis_title="Customers", margin=dict(t=50)
+        title="Customers by risk grade (click a bar to filter)",
+        xaxis_title="Grade (A best)",
+        yaxis_title="Customers",
+        margin=dict(t=50),
     )
     return figure
 
 
-def persona_figure(data: WarehouseReader) -> go.Figure | None:
-    if not data.has("ml_latest_segment_summary"):
-        return None
-    personas = data.query("persona_sizes")
+def persona_figure(personas: pl.DataFrame, names: dict[str, str]) -> go.Figure:
+    keys = personas.get_column("persona_key").to_list()
     figure = go.Figure(
         go.Bar(
-            y=personas.get_column("persona_name").to_list(),
+            y=[f"{names.get(k, k)} ({k})" for k in keys],
             x=personas.get_column("customers").to_list(),
             orientation="h",
+            marker_color=[ui.persona_colour(k) for k in keys],
+            customdata=[[k] for k in keys],
             hovertemplate="%{y}: %{x:,} customers<extra></extra>",
         )
     )
-    figure.update_layout(title="Customers by persona", xaxis_title="Customers", margin=dict(t=50, l=10))
+    figure.update_layout(
+        title="Customers by persona (click a bar to filter)", xaxis_title="Customers", margin=dict(t=50, l=10)
+    )
     figure.update_yaxes(autorange="reversed", automargin=True)
     return figure
 
 
 def layout(**_query: str) -> html.Div:
+    return html.Div(
+        [
+            html.H2("Overview", className="h4 mb-3"),
+            dcc.Loading(html.Div(id="overview-cards"), delay_show=300),
+            dbc.Row(
+                [
+                    dbc.Col(dcc.Graph(id="overview-grades", style={"display": "none"}), md=6),
+                    dbc.Col(dcc.Graph(id="overview-personas", style={"display": "none"}), md=6),
+                ]
+            ),
+            html.Div(id="overview-notes"),
+        ]
+    )
+
+
+HIDDEN, SHOWN = {"display": "none"}, {}
+
+
+@callback(
+    Output("overview-cards", "children"),
+    Output("overview-grades", "figure"),
+    Output("overview-grades", "style"),
+    Output("overview-personas", "figure"),
+    Output("overview-personas", "style"),
+    Output("overview-notes", "children"),
+    Input("filters", "data"),
+)
+def show_overview(global_filters: dict | None):
     try:
         data = reader()
-        figures = headline_figures(data)
-        charts = [grade_figure(data), persona_figure(data)]
-    except WarehouseError as exc:
-        return ui.unavailable(str(exc))
+        if not data.has("mart_customer_profile"):
+            return (
+                ui.unavailable("This warehouse predates the dashboard: rebuild it with `segrisk build`."),
+                *([no_update, HIDDEN] * 2),
+                None,
+            )
+        figures = headline_figures(data, global_filters)
+        params = filters.params(global_filters)
+        grades = data.query("overview_grades", **params)
+        personas = data.query("overview_personas", **params)
+        names = persona_names(data)
+    except SegriskError as exc:
+        return ui.failed(exc), no_update, HIDDEN, no_update, HIDDEN, None
+    scope = "whole book" if filters.is_filtered(global_filters) else "approved book"
     cards = [
-        ui.headline("Customers", ui.count(figures["customers"])),
+        ui.headline("Customers", ui.count(figures["customers"]), filters.describe(global_filters)),
         ui.headline("Personas", ui.count(figures["personas"]), "" if figures["personas"] else "not trained"),
         ui.headline("Default rate", ui.percent(figures["default_rate"]), "observed"),
         ui.headline("Automation rate", ui.percent(figures["automation_rate"]), "current policy"),
         ui.headline("Open alerts", ui.count(figures["open_alerts"])),
-        ui.headline("Expected loss", ui.money(figures["expected_loss"]), "approved book"),
+        ui.headline(
+            "Expected loss",
+            ui.money(figures["expected_loss"]),
+            scope if figures["expected_loss"] is not None else "whole book only, unfiltered",
+        ),
     ]
-    body = [dbc.Row([dbc.Col(card, md=2, sm=4, xs=6, className="mb-3") for card in cards])]
-    shown = [dbc.Col(dcc.Graph(figure=chart), md=6) for chart in charts if chart is not None]
-    if shown:
-        body.append(dbc.Row(shown))
-    if charts[0] is None:
-        body.append(
+    row = dbc.Row([dbc.Col(card, md=2, sm=4, xs=6, className="mb-3") for card in cards])
+    notes = []
+    if grades.height == 0:
+        notes.append(
             ui.unavailable("No PD model yet: this dataset has no default outcome, or `segrisk train risk` has not run.")
         )
-    return html.Div([html.H2("Overview", className="h4 mb-3"), *body])
+    return (
+        row,
+        grade_figure(grades) if grades.height else no_update,
+        SHOWN if grades.height else HIDDEN,
+        persona_figure(personas, names) if personas.height else no_update,
+        SHOWN if personas.height else HIDDEN,
+        notes,
+    )
+
+
+@callback(
+    Output("filter-grade", "value", allow_duplicate=True),
+    Input("overview-grades", "clickData"),
+    prevent_initial_call=True,
+)
+def filter_by_grade(click: dict | None):
+    if not click or not click.get("points"):
+        return no_update
+    return [click["points"][0]["x"]]
+
+
+@callback(
+    Output("filter-persona", "value", allow_duplicate=True),
+    Input("overview-personas", "clickData"),
+    prevent_initial_call=True,
+)
+def filter_by_persona(click: dict | None):
+    if not click or not click.get("points"):
+        return no_update
+    return [click["points"][0]["customdata"][0]]

@@ -13,10 +13,11 @@ import threading
 import dash
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
+import polars as pl
 from dash import Input, Output, callback, dcc, html
 
-from dashboard import ui
-from dashboard.data import WarehouseReader, reader
+from dashboard import filters, ui
+from dashboard.data import WarehouseReader, reader, register
 from models.policy import Policy, PolicyPopulation
 from models.policy_actions import load_population
 from warehouse.errors import SegriskError
@@ -76,11 +77,33 @@ def curves_figure(data: WarehouseReader) -> go.Figure:
     return figure
 
 
-def score_figure(data: WarehouseReader) -> go.Figure:
-    bands = data.query("score_histogram")
-    figure = go.Figure(go.Bar(x=bands.get_column("score_band").to_list(), y=bands.get_column("customers").to_list()))
+register(
+    risk_score_bands="SELECT floor(p.score / 10) * 10 AS score_band, p.grade, count(*) AS customers "
+    f"FROM mart_customer_profile p WHERE {filters.FILTERED} AND p.score IS NOT NULL GROUP BY ALL ORDER BY ALL",
+)
+
+
+def score_figure(bands: pl.DataFrame, caption: str) -> go.Figure:
+    """Customers by 10-point score band, stacked by grade, under the global filters."""
+    figure = go.Figure()
+    for grade, colour in ui.GRADE_COLOURS.items():
+        part = bands.filter(pl.col("grade") == grade)
+        if part.height:
+            figure.add_trace(
+                go.Bar(
+                    x=part.get_column("score_band").to_list(),
+                    y=part.get_column("customers").to_list(),
+                    name=f"Grade {grade}",
+                    marker_color=colour,
+                    hovertemplate="Score band from %{x}: %{y:,} customers<extra>Grade " + grade + "</extra>",
+                )
+            )
     figure.update_layout(
-        title="Score distribution", xaxis_title="Score (10-point bands)", yaxis_title="Customers", margin=dict(t=50)
+        barmode="stack",
+        title=f"Score distribution ({caption})",
+        xaxis_title="Score (10-point bands)",
+        yaxis_title="Customers",
+        margin=dict(t=50),
     )
     return figure
 
@@ -95,7 +118,8 @@ def layout(**_query: str) -> html.Div:
         policy, _ = population(data)
         metrics = dict(data.query("champion_metrics").rows())
         grades = data.query("grades")
-        charts = [score_figure(data), curves_figure(data)]
+        run = data.query("latest_run", kind="risk").row(0, named=True)
+        curves = curves_figure(data)
     except SegriskError as exc:
         return ui.unavailable(str(exc))
     toggles = [{"label": "Personas flagged for manual underwriting", "value": "personas"}] + [
@@ -165,9 +189,19 @@ def layout(**_query: str) -> html.Div:
     )
     return html.Div(
         [
-            html.H2("Risk & policy", className="h4 mb-3"),
+            html.H2("Risk & policy", className="h4 mb-1"),
+            html.P(
+                f"Model run {run['run_id']}, trained {run['finished_at']:%Y-%m-%d %H:%M} UTC.",
+                id="risk-run",
+                className="small text-muted",
+            ),
             dbc.Row([dbc.Col(card, md=2, sm=4, className="mb-3") for card in cards]),
-            dbc.Row([dbc.Col(dcc.Graph(figure=chart), md=6) for chart in charts]),
+            dbc.Row(
+                [
+                    dbc.Col(dcc.Loading(html.Div(id="risk-scores")), md=6),
+                    dbc.Col(dcc.Graph(figure=curves), md=6),
+                ]
+            ),
             dbc.Row([dbc.Col(grade_table, md=5), dbc.Col(simulator, md=7)], className="mt-3"),
         ]
     )
@@ -222,3 +256,14 @@ def show_outcome(decline_below: float, approve_min: float, toggles: list[str] | 
         ],
         id="risk-outcome-figures",
     )
+
+
+@callback(Output("risk-scores", "children"), Input("filters", "data"))
+def show_scores(global_filters: dict | None):
+    try:
+        bands = reader().query("risk_score_bands", **filters.params(global_filters))
+    except SegriskError as exc:
+        return ui.failed(exc)
+    if bands.height == 0:
+        return ui.unavailable("No scored customers match the current filters.")
+    return dcc.Graph(id="risk-score-chart", figure=score_figure(bands, filters.describe(global_filters)))
