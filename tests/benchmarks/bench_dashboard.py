@@ -1,0 +1,180 @@
+"""Benchmark: the dashboard's callbacks at bank scale, measured on the server while a real browser
+uses every page.
+
+Run (not part of the test suite; needs Debian's chromium):
+
+    .venv/bin/python tests/benchmarks/bench_dashboard.py --customers 1000000
+
+It builds the demo warehouse at that size and trains every model (cached under --work, or pass
+--db), serves the dashboard under waitress on 127.0.0.1 and drives it with headless Chromium:
+each page under several global filters, policy-slider moves, table paging and sorting, and
+customer lookups. A hook on the server times every Dash callback request (the callback, the
+queries it runs and the JSON of its answer) and reports, per callback, how many calls, the
+median, the 95th percentile and the worst. It also reports how long each page takes from
+navigation until its last callback has answered (the page is usable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+
+def ensure_warehouse(customers: int, work: Path) -> Path:
+    """The demo warehouse at this size after `train all` (built once, then reused)."""
+    db = work / f"dash-{customers}.duckdb"
+    if db.exists():
+        return db
+    data = work / f"bank-{customers}"
+    cli = [sys.executable, "-m", "dashboard.cli"]
+    if not data.exists():
+        subprocess.run([*cli, "generate", "--customers", str(customers), "--out", str(data)], check=True, cwd=REPO)
+    subprocess.run([*cli, "build", "--spec", "demo", "--data-dir", str(data), "--db", str(db)], check=True, cwd=REPO)
+    subprocess.run([*cli, "train", "all", "--db", str(db)], check=True, cwd=REPO)
+    return db
+
+
+class CallbackTimer:
+    """Server-side time of every /_dash-update-component request, by the callback's outputs."""
+
+    def __init__(self, server) -> None:  # noqa: ANN001 - a Flask app
+        from flask import g, request
+
+        self.seconds: dict[str, list[float]] = defaultdict(list)
+        self.lock = threading.Lock()
+
+        @server.before_request
+        def _start() -> None:
+            g.bench_started = time.perf_counter()
+
+        @server.after_request
+        def _stop(response):  # noqa: ANN001, ANN202
+            if request.path == "/_dash-update-component" and hasattr(g, "bench_started"):
+                elapsed = time.perf_counter() - g.bench_started
+                body = request.get_json(silent=True) or {}
+                name = _callback_name(body.get("output", "?"))
+                with self.lock:
+                    self.seconds[name].append(elapsed)
+            return response
+
+
+def _callback_name(output: str) -> str:
+    """A readable name from Dash's output spec ("..a.b...c.d.." -> "a.b + c.d")."""
+    parts = [p for p in output.strip(".").split("...") if p]
+    names = [p.split("@")[0] for p in parts]
+    if len(names) > 3:
+        return f"{names[0]} + {len(names) - 1} more"
+    return " + ".join(names)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def drive(base_url: str, db: Path, rounds: int, seed: int) -> dict[str, list[float]]:
+    """Use every page as a risk manager would; returns seconds to usable per page."""
+    import dash
+    import duckdb
+    from browser import choose, chromium, settle, signed_in
+
+    rng = random.Random(seed)
+    with duckdb.connect(str(db), read_only=True) as con:
+        personas = [r[0] for r in con.execute("SELECT DISTINCT persona_key FROM mart_customer_profile").fetchall()]
+        regions = [r[0] for r in con.execute("SELECT DISTINCT region FROM mart_customer_profile").fetchall()]
+        customers = con.execute("SELECT max(customer_id) FROM customers").fetchone()[0]
+    fragments = ["", "#grade=E", "#grade=D,E&age=26-35"]
+    fragments += [f"#persona={rng.choice(personas)}", f"#region={rng.choice(regions)}&product=mortgage"]
+    paths = [p["relative_path"] for p in sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))]
+    usable: dict[str, list[float]] = defaultdict(list)
+    with chromium() as browser, signed_in(browser, base_url) as page:
+        for round_number in range(rounds):
+            for path in paths:
+                for fragment in fragments:
+                    target = path
+                    if path == "/customer":
+                        target = f"/customer?customer_id={rng.randint(1, customers)}"
+                    started = time.perf_counter()
+                    page.goto(target + fragment)
+                    settle(page, quiet=0.4)
+                    # settle waits out a quiet spell after the last answer; it is not the user's wait
+                    usable[path].append(time.perf_counter() - started - 0.4)
+            page.goto("/risk")
+            settle(page, quiet=0.4)
+            slider = page.locator("#risk-approve [role=slider]").first
+            slider.focus()
+            for _ in range(10):
+                page.keyboard.press("ArrowRight" if rng.random() < 0.5 else "ArrowLeft")
+                settle(page, quiet=0.3)
+            page.goto("/warnings")
+            settle(page, quiet=0.4)
+            for page_number in ("2", "3"):
+                page.locator("#warnings-alerts-page").get_by_text(page_number, exact=True).first.click()
+                settle(page, quiet=0.3)
+            choose(page, "warnings-alerts-sort", "Value")
+            settle(page, quiet=0.3)
+            print(f"  round {round_number + 1} of {rounds} done", file=sys.stderr, flush=True)
+    return usable
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--db", type=Path, help="a trained warehouse to use instead of building one")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/segrisk-bench"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    db = args.db or ensure_warehouse(args.customers, args.work)
+
+    from browser import PASSWORD
+    from waitress.server import create_server
+    from werkzeug.security import generate_password_hash
+
+    from dashboard import auth
+    from dashboard.app import create_app
+
+    app = create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash(PASSWORD))})
+    timer = CallbackTimer(app.server)
+    server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    try:
+        usable = drive(f"http://127.0.0.1:{server.effective_port}", db, args.rounds, args.seed)
+    finally:
+        server.close()
+    print(f"\nDashboard callbacks on {db.name} (server time per request, ms):")
+    print(f"{'callback (outputs)':<70} {'calls':>6} {'median':>8} {'p95':>8} {'worst':>8}")
+    rows = []
+    for name, seconds in sorted(timer.seconds.items()):
+        ms = [s * 1000 for s in seconds]
+        rows.append(
+            {
+                "callback": name,
+                "calls": len(ms),
+                "median_ms": statistics.median(ms),
+                "p95_ms": percentile(ms, 0.95),
+                "worst_ms": max(ms),
+            }
+        )
+        print(f"{name[:70]:<70} {len(ms):>6} {rows[-1]['median_ms']:>8.1f} {rows[-1]['p95_ms']:>8.1f} {max(ms):>8.1f}")
+    print("\nPage usable after navigation (s): median / p95 / worst")
+    for path, seconds in usable.items():
+        print(f"  {path:<14} {statistics.median(seconds):.2f} / {percentile(seconds, 0.95):.2f} / {max(seconds):.2f}")
+    (args.work / "bench-dashboard.json").write_text(json.dumps({"callbacks": rows, "usable_s": usable}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
