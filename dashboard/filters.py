@@ -87,8 +87,20 @@ def from_fragment(fragment: str | None) -> dict[str, list[str]]:
     return {f.key: [v for v in ",".join(parsed.get(f.key, [])).split(",") if v] for f in FILTERS}
 
 
+_OPTIONS: dict[tuple, dict[str, list[dict[str, str]]]] = {}
+
+
 def options(data: WarehouseReader) -> dict[str, list[dict[str, str]]]:
-    """Dropdown options from the warehouse; none when it has no profile mart yet."""
+    """Dropdown options from the warehouse (read once per warehouse file: five DISTINCTs over a
+    million customers cost tens of ms on every page load otherwise); none before the first build."""
+    key = (data.path, data.stamp())
+    if key not in _OPTIONS:
+        _OPTIONS.clear()
+        _OPTIONS[key] = _read_options(data)
+    return _OPTIONS[key]
+
+
+def _read_options(data: WarehouseReader) -> dict[str, list[dict[str, str]]]:
     if not data.has("mart_customer_profile"):
         return {f.key: [] for f in FILTERS}
     personas = data.query("filter_personas")

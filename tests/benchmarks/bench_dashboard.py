@@ -145,10 +145,11 @@ def main() -> None:
     from werkzeug.security import generate_password_hash
 
     from dashboard import auth
-    from dashboard.app import create_app
+    from dashboard.app import create_app, warm
 
     app = create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash(PASSWORD))})
     timer = CallbackTimer(app.server)
+    warm()  # as `segrisk serve` does at start
     server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
     threading.Thread(target=server.run, daemon=True).start()
     try:
