@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
 from .data import WarehouseReader, register
 
@@ -152,10 +152,16 @@ def bar(data: WarehouseReader | None) -> html.Div:
     *[Output(f"filter-{f.key}", "value") for f in FILTERS],
     Input("url", "hash"),
     *[Input(f"filter-{f.key}", "value") for f in FILTERS],
+    State("filters", "data"),
 )
-def sync_filters(fragment: str | None, *values: list[str] | None):
+def sync_filters(fragment: str | None, *values_and_store):
     """URL fragment and dropdowns kept in step, either way round; the store follows both."""
+    *values, current = values_and_store
     if ctx.triggered_id in (None, "url"):
+        if not fragment and ctx.triggered_id == "url" and is_filtered(current):
+            # A link inside the app (a customer id, say) drops the fragment: the filters stay,
+            # and go back into the address so it can still be bookmarked.
+            return to_fragment(current), no_update, *[no_update for _ in FILTERS]
         chosen = from_fragment(fragment)
         return no_update, chosen, *[chosen[f.key] for f in FILTERS]
     chosen = {f.key: list(v or []) for f, v in zip(FILTERS, values, strict=True)}

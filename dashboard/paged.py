@@ -29,7 +29,7 @@ DOWNLOAD_ROW_CAP = 1_000_000
 class Column:
     key: str
     heading: str
-    format: Callable[[object], str] = str
+    format: Callable[[object], object] = str  # text, or a component such as a link
     numeric: bool = False
 
 

@@ -115,3 +115,21 @@ def test_a_retrain_while_serving_is_picked_up(page: Page, served_db: Path) -> No
     settle(page)
     assert page.locator(".alert-warning").count() == 0
     assert page.console.errors == []  # type: ignore[attr-defined]
+
+
+def test_a_customer_lookup_shows_that_customer(page: Page, served_db: Path) -> None:
+    with duckdb.connect(str(served_db), read_only=True) as con:
+        customer_id, score, grade = con.execute(
+            "SELECT customer_id, score, grade FROM ml_latest_risk_scores ORDER BY customer_id DESC LIMIT 1"
+        ).fetchone()
+    page.goto("/customer#grade=" + grade)
+    settle(page)
+    page.fill("#customer-id", str(customer_id))
+    page.click("#customer-lookup")
+    page.wait_for_url(f"**/customer?customer_id={customer_id}*")
+    expect(page.locator("#customer-facts")).to_contain_text(f"Customer {customer_id}")
+    shown = page.locator("#customer-view").inner_text()
+    assert f"{score:,.1f}" in shown and f"\n{grade}\n" in f"\n{shown}\n"
+    assert f"grade={grade}" in page.url  # the filters stay
+    settle(page)
+    assert page.console.errors == []  # type: ignore[attr-defined]

@@ -51,7 +51,7 @@ TABLE = PagedTable(
     "a.period, (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)) AS acknowledged",
     from_where=ALERTS,
     columns=(
-        Column("customer_id", "Customer", ui.count, numeric=True),
+        Column("customer_id", "Customer", lambda v: dcc.Link(f"{v:,}", href=f"/customer?customer_id={v}")),
         Column("persona_key", "Persona"),
         Column("grade", "Grade"),
         Column("rule_label", "Rule"),
@@ -272,13 +272,18 @@ def with_ack_buttons(table, rows: pl.DataFrame):
 def acknowledge(clicks: list[int | None], count: int):
     if not ctx.triggered_id or not any(clicks):
         return no_update, no_update
-    alert_id = ctx.triggered_id["alert"]
     user, _role = current_user()
     try:
-        store(reader()).acknowledge(alert_id, user=user or "unknown")
+        message = acknowledge_alert(reader(), ctx.triggered_id["alert"], user or "unknown")
     except (SegriskError, OSError) as exc:
         return no_update, f"Could not record the acknowledgement: {exc}"
-    return (count or 0) + 1, f"Alert {alert_id} acknowledged by {user}."
+    return (count or 0) + 1, message
+
+
+def acknowledge_alert(data: WarehouseReader, alert_id: str, user: str) -> str:
+    """Record the acknowledgement in the app-state store; the table and counts show it at once."""
+    store(data).acknowledge(alert_id, user=user)
+    return f"Alert {alert_id} acknowledged by {user}."
 
 
 @callback(
