@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import io
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
 from conftest import dashboard_page
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from dash.development.base_component import Component
+from dash_helpers import triggered
 
 LATEST = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'cross_sell' ORDER BY finished_at DESC LIMIT 1)"
 
@@ -53,16 +51,6 @@ def texts(component) -> str:  # noqa: ANN001 - a Dash component tree or a string
     if isinstance(component, Component):
         return texts(getattr(component, "children", None) or "")
     return "" if component is None else str(component)
-
-
-@contextmanager
-def triggered(component_id: str, prop: str, value: object):
-    """Run a callback as if ``component_id.prop`` had just changed (ctx.triggered_id works)."""
-    token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{component_id}.{prop}", "value": value}]))
-    try:
-        yield
-    finally:
-        context_value.reset(token)
 
 
 def test_heatmap_shows_the_latest_runs_penetration(page, db: Path) -> None:

@@ -7,11 +7,10 @@ import shutil
 from pathlib import Path
 
 import dash_bootstrap_components as dbc
-import duckdb
-import polars as pl
 import pytest
 from conftest import Builder, dashboard_page
 from dash import dcc
+from dash_helpers import find, sql, text_of
 
 from dashboard import ui
 from dashboard.data import reader
@@ -24,36 +23,6 @@ def db(full_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("customer") / "demo.duckdb"
     shutil.copyfile(full_db, path)
     return path
-
-
-def sql(db_path: Path, query: str, params: list | None = None) -> pl.DataFrame:
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        return con.sql(query, params=params).pl()
-
-
-def text_of(component: object) -> str:
-    """Every text in a Dash component tree, space-separated."""
-    if component is None or isinstance(component, bool):
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(text_of(c) for c in component)
-    return text_of(getattr(component, "children", None))
-
-
-def find(component: object, component_id: str) -> object | None:
-    """The component with this id in a tree (None when absent)."""
-    if isinstance(component, list | tuple):
-        for child in component:
-            if (found := find(child, component_id)) is not None:
-                return found
-        return None
-    if not hasattr(component, "to_plotly_json"):
-        return None
-    if getattr(component, "id", None) == component_id:
-        return component
-    return find(getattr(component, "children", None), component_id)
 
 
 def busy_customer(db_path: Path) -> int:

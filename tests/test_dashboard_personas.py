@@ -17,6 +17,7 @@ from conftest import Builder, dashboard_page
 from dash import dcc
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
+from dash_helpers import sql, text_of
 
 from dashboard import ui
 from dashboard.data import reader
@@ -37,22 +38,6 @@ def own_db(full_db: Path, tmp_path: Path) -> Path:
     path = tmp_path / "demo.duckdb"
     shutil.copyfile(full_db, path)
     return path
-
-
-def sql(db_path: Path, query: str, params: list | None = None) -> pl.DataFrame:
-    with duckdb.connect(str(db_path), read_only=True) as con:
-        return con.sql(query, params=params).pl()
-
-
-def text_of(component: object) -> str:
-    """Every text in a Dash component tree, space-separated."""
-    if component is None or isinstance(component, bool):
-        return ""
-    if isinstance(component, str | int | float):
-        return str(component)
-    if isinstance(component, list | tuple):
-        return " ".join(text_of(c) for c in component)
-    return text_of(getattr(component, "children", None))
 
 
 def ids_in(component: object) -> list:

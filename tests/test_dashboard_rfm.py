@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -12,9 +11,8 @@ import polars as pl
 import pytest
 from conftest import dashboard_page
 from dash import no_update
-from dash._callback_context import context_value
-from dash._utils import AttributeDict
 from dash.development.base_component import Component
+from dash_helpers import triggered
 
 from models.rfm import SEGMENTS
 from models.train import train_rfm
@@ -48,15 +46,6 @@ def texts(component) -> str:  # noqa: ANN001 - a Dash component tree or a string
     if isinstance(component, Component):
         return texts(getattr(component, "children", None) or "")
     return "" if component is None else str(component)
-
-
-@contextmanager
-def triggered(component_id: str, prop: str, value: object):
-    token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{component_id}.{prop}", "value": value}]))
-    try:
-        yield
-    finally:
-        context_value.reset(token)
 
 
 def treemap_sizes(page, global_filters: dict) -> dict[str, int]:  # noqa: ANN001 - the page module

@@ -30,6 +30,9 @@ PROFILE_COMMENTS = {
     "persona_key": "Stable key of the customer's persona in the latest segmentation run (ml_latest_segments); "
     "'unassigned' when no segmentation has run.",
     "persona_name": "Name of that persona at the time of the last model run ('Unassigned' when none).",
+    "pca_x": "First principal component of the customer's scaled clustering features (the persona map's x); "
+    "NULL when no segmentation has run.",
+    "pca_y": "Second principal component (the persona map's y); NULL when no segmentation has run.",
     "age_band": "Age group (customers.age_band); 'unknown' when the dataset has no age.",
     "region": "Region (customers.region); 'unknown' when the dataset has none.",
     "grade": "Risk grade A (best) to E from the latest risk run; 'unscored' when there is no PD model.",
@@ -84,10 +87,10 @@ def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
     age_band = "c.age_band" if "age_band" in customer_columns else "NULL"
     region = "c.region::VARCHAR" if "region" in customer_columns else "NULL"
     target = "c.is_defaulted" if "is_defaulted" in customer_columns else "NULL::BOOLEAN"
-    joins, persona_key, persona_name = [], "NULL", "NULL"
+    joins, persona_key, persona_name, pca_x, pca_y = [], "NULL", "NULL", "NULL", "NULL"
     if _exists(con, "ml_latest_segments"):
         joins.append("LEFT JOIN ml_latest_segments s USING (customer_id)")
-        persona_key, persona_name = "s.segment_key", "s.persona_name"
+        persona_key, persona_name, pca_x, pca_y = "s.segment_key", "s.persona_name", "s.pca_x", "s.pca_y"
     grade, pd, score, decision = "NULL", "NULL::DOUBLE", "NULL::DOUBLE", "NULL"
     if _exists(con, "ml_latest_risk_scores"):
         joins.append("LEFT JOIN ml_latest_risk_scores r USING (customer_id)")
@@ -114,6 +117,8 @@ def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
             c.customer_id,
             coalesce({persona_key}, 'unassigned')::VARCHAR AS persona_key,
             coalesce({persona_name}, 'Unassigned')::VARCHAR AS persona_name,
+            {pca_x}::DOUBLE AS pca_x,
+            {pca_y}::DOUBLE AS pca_y,
             coalesce({age_band}, 'unknown')::VARCHAR AS age_band,
             coalesce({region}, 'unknown')::VARCHAR AS region,
             coalesce({grade}, 'unscored')::VARCHAR AS grade,

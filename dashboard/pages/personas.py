@@ -46,10 +46,11 @@ register(
     # Sample first on the profile (a top-N by hash: deterministic, and a customer shown unfiltered
     # stays shown when a filter keeps them), then fetch only those customers' coordinates. Ties of a
     # 64-bit hash among customer ids are too rare to need a tiebreak, which would cost a third more.
-    personas_scatter="WITH picked AS (SELECT p.customer_id FROM mart_customer_profile p "
-    f"WHERE {filters.FILTERED} ORDER BY hash(p.customer_id) LIMIT $limit) "
-    "SELECT s.customer_id, s.segment_key, s.pca_x, s.pca_y FROM picked JOIN ml_segments s USING (customer_id) "
-    "WHERE s.run_id = $run_id ORDER BY s.customer_id",
+    # The map's coordinates sit in the profile mart: one scan, no join to the segments of every run.
+    personas_scatter="SELECT customer_id, segment_key, pca_x, pca_y FROM (SELECT p.customer_id, "
+    "p.persona_key AS segment_key, p.pca_x, p.pca_y FROM mart_customer_profile p "
+    f"WHERE {filters.FILTERED} AND p.pca_x IS NOT NULL ORDER BY hash(p.customer_id) LIMIT $limit) "
+    "ORDER BY customer_id",
     personas_figures="SELECT p.persona_key, count(*) AS customers, avg(p.pd) AS mean_pd, "
     "avg(p.is_defaulted::INT) AS default_rate, sum(p.open_alerts) AS open_alerts "
     f"FROM mart_customer_profile p WHERE {filters.FILTERED} GROUP BY ALL",
@@ -87,9 +88,7 @@ def feature_label(feature: str) -> str:
 
 def scatter_points(data: WarehouseReader, global_filters: dict | None, limit: int = SCATTER_LIMIT) -> pl.DataFrame:
     """Coordinates of at most ``limit`` customers under the filters, always the same ones."""
-    # The run as a value, not a subquery: DuckDB then skips the other runs' row groups.
-    run_id = data.query("personas_runs").item(0, "run_id")
-    return data.query("personas_scatter", **filters.params(global_filters), limit=limit, run_id=run_id)
+    return data.query("personas_scatter", **filters.params(global_filters), limit=limit)
 
 
 def persona_figures(data: WarehouseReader, global_filters: dict | None) -> pl.DataFrame:
@@ -253,7 +252,7 @@ def k_figure(k_table: pl.DataFrame) -> go.Figure:
                 x=k,
                 line=dict(color="#888888", dash="dot"),
                 annotation_text=f"elbow k = {k}",
-                annotation_position="top left",
+                annotation_position="bottom right",
             )
     figure.update_layout(
         title="Choosing the number of personas",
