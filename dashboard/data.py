@@ -27,8 +27,7 @@ from warehouse.errors import WarehouseError
 #: Every query the dashboard runs, by name. Values are ``$name`` parameters bound by DuckDB;
 #: nothing a user types is ever formatted into this text.
 QUERIES: dict[str, str] = {
-    "object_exists": "SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = $name "
-    "UNION ALL SELECT count(*) FROM duckdb_views() WHERE view_name = $name",
+    "object_names": "SELECT table_name AS name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()",
     "capabilities": "SELECT capability, is_supported, reason FROM meta_capabilities ORDER BY capability",
     "build": "SELECT build_id, spec_name, as_of_date FROM meta_builds",
     "customer": "SELECT * FROM customers WHERE customer_id = $customer_id",
@@ -72,6 +71,7 @@ class WarehouseReader:
         self._active = 0
         self._con: duckdb.DuckDBPyConnection | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._names: frozenset[str] | None = None  # tables and views of the open file
         self.reopened = 0
 
     def _file_stamp(self) -> tuple[int, int, int]:
@@ -94,7 +94,7 @@ class WarehouseReader:
                     self._con.close()
                     self.reopened += 1
                 self._con = None
-                self._con, self._stamp = connect_read_only(self.path), stamp
+                self._con, self._stamp, self._names = connect_read_only(self.path), stamp, None
             self._active += 1
             # A cursor is a connection of its own to the same database: one per query keeps
             # threads from sharing a result set.
@@ -118,8 +118,15 @@ class WarehouseReader:
             self._release(cursor)
 
     def has(self, name: str) -> bool:
-        """True when the warehouse has a table or view of that name (pages without data say so)."""
-        return bool(self.query("object_exists", name=name).get_column("n").sum())
+        """True when the warehouse has a table or view of that name (pages without data say so).
+
+        The names are read once per opened file: pages ask several times per request, and the
+        catalogue only changes when a rebuild or retrain swaps the file (which reopens)."""
+        names = self._names
+        if names is None or self._stamp != self._file_stamp():
+            names = frozenset(self.query("object_names").get_column("name").to_list())
+            self._names = names
+        return name in names
 
     def stamp(self) -> tuple[int, int, int]:
         """Identity of the warehouse file now on disk: it changes when a rebuild or retrain swaps it."""

@@ -55,7 +55,11 @@ def headline_figures(data: WarehouseReader, global_filters: dict | None = None) 
         policy = data.query("policy_overall")
         figures["expected_loss"] = policy.item(0, "expected_loss_approved") if policy.height else None
     if data.has("ml_latest_alerts"):
-        since = data.query("overview_acknowledged_since", **params, acknowledged=acknowledged_ids(data)).item()
+        acknowledged = acknowledged_ids(data)
+        # Skip the join when nothing was acknowledged since the last run (the usual case).
+        since = (
+            data.query("overview_acknowledged_since", **params, acknowledged=acknowledged).item() if acknowledged else 0
+        )
         figures["open_alerts"] = int(row["open_alerts"] or 0) - int(since)
     return figures
 

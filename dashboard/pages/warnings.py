@@ -232,10 +232,9 @@ def show_table(global_filters, rules, severities, status, _acks, page, sort, dir
     try:
         data = reader()
         params = alert_params(data, global_filters, rules, severities, status)
-        table, pages, summary = TABLE.render(data, params, page, sort, direction)
+        table, pages, summary, rows = TABLE.render_rows(data, params, page, sort, direction)
     except SegriskError as exc:
         return ui.failed(exc), 1, ""
-    rows = TABLE.page(data, params, min(max(page or 1, 1), pages), sort, direction != "asc")
     return with_ack_buttons(table, rows), pages, summary
 
 
