@@ -48,15 +48,25 @@ class PagedTable:
     page_size: int = PAGE_SIZE
     #: SQL to order by for a sortable key when it is not the column itself (e.g. a severity's rank).
     sort_sql: tuple[tuple[str, str], ...] = ()
+    #: SQL naming one row uniquely (e.g. ``a.alert_id``). With it a page is found in two steps:
+    #: the keys of the page's rows first, sorting only the key and the sort column, then the full
+    #: rows of those keys. Sorting every column of a million joined rows to keep 25 cost three
+    #: times as much at 1,000,000 customers.
+    key: str | None = None
 
     def __post_init__(self) -> None:
         queries = {f"{self.name}:count": f"SELECT count(*) AS n {self.from_where}"}
         for column in self.sortable:
             for direction in ("ASC", "DESC"):
                 order = f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"
-                queries[f"{self.name}:page:{column}:{direction}"] = (
-                    f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
-                )
+                page = f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
+                if self.key is not None:
+                    page = (
+                        f"WITH picked AS (SELECT {self.key} AS _key {self.from_where} {order} "
+                        f"LIMIT $limit OFFSET $offset) SELECT {self.select} {self.from_where} "
+                        f"AND {self.key} IN (SELECT _key FROM picked) {order}"
+                    )
+                queries[f"{self.name}:page:{column}:{direction}"] = page
         register(**queries)
 
     # -- queries -------------------------------------------------------------------------

@@ -83,6 +83,7 @@ register(
 
 TABLE = PagedTable(
     name="rfm-customers",
+    key="r.customer_id",
     select="r.customer_id, p.persona_name, p.grade, r.segment, r.cluster_name, r.rfm_cell, r.rfm_recency_days, "
     "r.rfm_frequency, r.rfm_monetary",
     from_where=f"{SCORED} AND (len($segments) = 0 OR list_contains($segments, r.segment))",

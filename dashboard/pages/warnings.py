@@ -47,6 +47,7 @@ register(
 
 TABLE = PagedTable(
     name="warnings-alerts",
+    key="a.alert_id",
     select="a.alert_id, a.customer_id, p.persona_key, p.grade, a.rule_label, a.value, a.threshold, a.severity, "
     "a.period, (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)) AS acknowledged",
     from_where=ALERTS,
