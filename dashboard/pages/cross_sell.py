@@ -57,6 +57,8 @@ register(
 
 TABLE = PagedTable(
     name="cross-sell-offers",
+    # One offer per customer and priority (1, 2, 3, ...; far below 1,000): together they name a row.
+    key="r.customer_id * 1000 + r.priority",
     select="r.customer_id, p.persona_key, p.persona_name, p.grade, r.product, r.product_name, r.priority, "
     "r.reason, r.is_credit_offer",
     from_where=f"{OFFERS} AND (len($offered) = 0 OR list_contains($offered, r.product))",
