@@ -49,14 +49,20 @@ def ensure_warehouse(customers: int, work: Path) -> Path:
 class CallbackTimer:
     """Server-side time of every /_dash-update-component request, by the callback's outputs."""
 
-    def __init__(self, server) -> None:  # noqa: ANN001 - a Flask app
+    def __init__(self, server, serial: bool = False) -> None:  # noqa: ANN001 - a Flask app
+        """``serial``: callbacks run one at a time, so each is timed on its own; otherwise they run as
+        the browser sends them, several at once on a page load, sharing the two cores."""
         from flask import g, request
 
         self.seconds: dict[str, list[float]] = defaultdict(list)
         self.lock = threading.Lock()
+        one_at_a_time = threading.Lock()
 
         @server.before_request
         def _start() -> None:
+            if serial and request.path == "/_dash-update-component":
+                one_at_a_time.acquire()
+                g.bench_holds_lock = True
             g.bench_started = time.perf_counter()
 
         @server.after_request
@@ -68,6 +74,11 @@ class CallbackTimer:
                 with self.lock:
                     self.seconds[name].append(elapsed)
             return response
+
+        @server.teardown_request
+        def _release(_error) -> None:  # noqa: ANN001
+            if g.pop("bench_holds_lock", False):
+                one_at_a_time.release()
 
 
 def _callback_name(output: str) -> str:
@@ -136,6 +147,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/segrisk-bench"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--serial", action="store_true", help="run callbacks one at a time (each timed alone, not sharing the cores)"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     db = args.db or ensure_warehouse(args.customers, args.work)
@@ -148,7 +162,7 @@ def main() -> None:
     from dashboard.app import create_app, warm
 
     app = create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash(PASSWORD))})
-    timer = CallbackTimer(app.server)
+    timer = CallbackTimer(app.server, serial=args.serial)
     warm()  # as `segrisk serve` does at start
     server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
     threading.Thread(target=server.run, daemon=True).start()
@@ -156,7 +170,8 @@ def main() -> None:
         usable = drive(f"http://127.0.0.1:{server.effective_port}", db, args.rounds, args.seed)
     finally:
         server.close()
-    print(f"\nDashboard callbacks on {db.name} (server time per request, ms):")
+    how = "one at a time" if args.serial else "as the browser sends them, several at once"
+    print(f"\nDashboard callbacks on {db.name}, {how} (server time per request, ms):")
     print(f"{'callback (outputs)':<70} {'calls':>6} {'median':>8} {'p95':>8} {'worst':>8}")
     rows = []
     for name, seconds in sorted(timer.seconds.items()):
@@ -174,7 +189,9 @@ def main() -> None:
     print("\nPage usable after navigation (s): median / p95 / worst")
     for path, seconds in usable.items():
         print(f"  {path:<14} {statistics.median(seconds):.2f} / {percentile(seconds, 0.95):.2f} / {max(seconds):.2f}")
-    (args.work / "bench-dashboard.json").write_text(json.dumps({"callbacks": rows, "usable_s": usable}, indent=1))
+    (args.work / f"bench-dashboard{'-serial' if args.serial else ''}.json").write_text(
+        json.dumps({"callbacks": rows, "usable_s": usable}, indent=1)
+    )
 
 
 if __name__ == "__main__":
