@@ -61,6 +61,35 @@ register(
 
 EMPTY: dict[str, list[str]] = {f.key: [] for f in FILTERS}
 
+#: How filtered queries reach the customer dimensions of a fact table.
+PROFILE_JOIN = "JOIN mart_customer_profile p USING (customer_id)"
+FILTER_PARAMS = frozenset(f.param for f in FILTERS)
+
+
+def unfiltered(sql: str) -> str | None:
+    """The same query without the profile join and the filter condition, or None when the query
+    also reads profile columns. With no filter set the join keeps every row, so both give the same
+    answer; skipping it saves a probe of a million customers (20-40 ms) per query at bank scale."""
+    if PROFILE_JOIN not in sql or FILTERED not in sql:
+        return None
+    text = sql.replace(PROFILE_JOIN, "").replace(FILTERED, "true")
+    return None if "p." in text else text
+
+
+def register_scoped(**named: str) -> None:
+    """Register filtered queries and, where possible, their unfiltered twins (``name:all``)."""
+    register(**named)
+    register(**{f"{name}:all": text for name, sql in named.items() if (text := unfiltered(sql)) is not None})
+
+
+def scoped_query(data: WarehouseReader, name: str, global_filters: dict | None, **extra: object):
+    """Run a query registered with ``register_scoped``: its unfiltered twin when no filter is set."""
+    from .data import QUERIES
+
+    if not is_filtered(global_filters) and f"{name}:all" in QUERIES:
+        return data.query(f"{name}:all", **extra)
+    return data.query(name, **params(global_filters), **extra)
+
 
 def params(filters: dict | None) -> dict[str, list[str]]:
     """Bound parameters for ``FILTERED`` from the store's value (missing keys mean all)."""

@@ -17,8 +17,8 @@ import dash_bootstrap_components as dbc
 import polars as pl
 from dash import dcc, html
 
-from . import ui
-from .data import WarehouseReader, register
+from . import filters, ui
+from .data import QUERIES, WarehouseReader, register
 
 PAGE_SIZE = 25
 #: A download larger than this is refused with a sentence: a spreadsheet is not a warehouse.
@@ -56,18 +56,34 @@ class PagedTable:
 
     def __post_init__(self) -> None:
         queries = {f"{self.name}:count": f"SELECT count(*) AS n {self.from_where}"}
+        # With no global filter set, the count and the search for a page's keys skip the join to
+        # the customer profile where they read nothing of it (see filters.unfiltered).
+        bare = filters.unfiltered(self.from_where)
+        if bare is not None:
+            queries[f"{self.name}:count:all"] = f"SELECT count(*) AS n {bare}"
         for column in self.sortable:
             for direction in ("ASC", "DESC"):
                 order = f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"
                 page = f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
                 if self.key is not None:
-                    page = (
-                        f"WITH picked AS (SELECT {self.key} AS _key {self.from_where} {order} "
-                        f"LIMIT $limit OFFSET $offset) SELECT {self.select} {self.from_where} "
-                        f"AND {self.key} IN (SELECT _key FROM picked) {order}"
-                    )
+                    page = self._two_step(self.from_where, order)
+                    keys_only = filters.unfiltered(f"{self.from_where} {order}")
+                    if keys_only is not None and "p." not in self.key:
+                        queries[f"{self.name}:page:{column}:{direction}:all"] = self._two_step(bare, order)
                 queries[f"{self.name}:page:{column}:{direction}"] = page
         register(**queries)
+
+    def _two_step(self, keys_from_where: str | None, order: str) -> str:
+        """Keys of the page's rows from ``keys_from_where``, then those rows in full."""
+        return (
+            f"WITH picked AS (SELECT {self.key} AS _key {keys_from_where} {order} "
+            f"LIMIT $limit OFFSET $offset) SELECT {self.select} {self.from_where} "
+            f"AND {self.key} IN (SELECT _key FROM picked) {order}"
+        )
+
+    @staticmethod
+    def _is_unfiltered(params: dict) -> bool:
+        return all(not params.get(name) for name in filters.FILTER_PARAMS)
 
     # -- queries -------------------------------------------------------------------------
     def _query_name(self, sort: str | None, descending: bool | None) -> str:
@@ -76,13 +92,20 @@ class PagedTable:
         return f"{self.name}:page:{column}:{direction}"
 
     def count(self, data: WarehouseReader, params: dict) -> int:
+        if self._is_unfiltered(params) and f"{self.name}:count:all" in QUERIES:
+            own = {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
+            return int(data.query(f"{self.name}:count:all", **own).item())
         return int(data.query(f"{self.name}:count", **params).item())
 
     def page(
         self, data: WarehouseReader, params: dict, page: int, sort: str | None = None, descending: bool | None = None
     ) -> pl.DataFrame:
         offset = max(page - 1, 0) * self.page_size
-        return data.query(self._query_name(sort, descending), **params, limit=self.page_size, offset=offset)
+        name = self._query_name(sort, descending)
+        if self._is_unfiltered(params) and f"{name}:all" in QUERIES:
+            # The outer query still joins the profile for its columns, but only for this page's keys.
+            return data.query(f"{name}:all", **params, limit=self.page_size, offset=offset)
+        return data.query(name, **params, limit=self.page_size, offset=offset)
 
     def csv(self, data: WarehouseReader, params: dict, sort: str | None = None, descending: bool | None = None) -> str:
         """The whole current filter as CSV text, in the current order (refused above the cap)."""

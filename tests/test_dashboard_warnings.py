@@ -86,3 +86,24 @@ def test_acknowledging_an_alert_shows_at_once(page) -> None:  # noqa: ANN001
     after = page.alert_params(data, None, [], [], "open")
     assert page.TABLE.count(data, after) == before - 1
     assert filters.describe({"grade": ["E"]}) == "Risk grade: E"
+
+
+def test_unfiltered_twins_give_the_same_answers(page) -> None:  # noqa: ANN001
+    """With no global filter the dashboard skips the join to the customer profile; the answers
+    must be exactly those of the filtered queries with every filter empty."""
+    from dashboard.data import QUERIES, reader
+
+    data = reader()
+    twins = [name for name in QUERIES if name.endswith(":all") and name[: -len(":all")] in QUERIES]
+    assert {"warnings_by_rule:all", "warnings-alerts:count:all", "rfm_spread:all"} <= set(twins)
+    params = page.alert_params(data, None, [], [], "all")
+    own = {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
+    assert data.query("warnings_by_rule", **params).equals(filters.scoped_query(data, "warnings_by_rule", None, **own))
+    assert data.query("warnings-alerts:count", **params).item() == page.TABLE.count(data, params)
+    for sort, descending in (("value", True), ("customer_id", False), ("severity", True)):
+        name = page.TABLE._query_name(sort, descending)
+        for number in (1, 3):
+            joined = data.query(name, **params, limit=25, offset=(number - 1) * 25)
+            assert joined.equals(page.TABLE.page(data, params, number, sort, descending))
+    # A query that reads the profile's columns has no twin: skipping the join would change it.
+    assert filters.unfiltered(f"SELECT p.grade FROM t {filters.PROFILE_JOIN} WHERE {filters.FILTERED}") is None

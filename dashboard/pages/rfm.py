@@ -20,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from dashboard import filters, ui
 from dashboard.data import WarehouseReader, reader, register
+from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
 from models.rfm import segment_of
 from warehouse.errors import SegriskError
@@ -65,6 +66,14 @@ SCORED = (
     f"FROM ml_rfm r JOIN mart_customer_profile p USING (customer_id) WHERE r.run_id = $run_id AND {filters.FILTERED}"
 )
 
+register_scoped(
+    rfm_spread=f"{SPREAD} {SCORED} GROUP BY ALL",
+    # Quartiles sort every value of their group: from 2 x SPREAD_SAMPLE customers on they come from a
+    # fixed 1-in-$modulus sample, a quarter of the time at a million customers for quartiles that move
+    # by a hair. A separate query, as the sample's condition can change the join's plan for the worse.
+    rfm_spread_sampled=f"{SPREAD} {SCORED} AND hash(r.customer_id) % $modulus::UBIGINT = 0 GROUP BY ALL",
+)
+
 register(
     rfm_run="SELECT run_id, finished_at, parameters FROM ml_model_runs WHERE model_kind = 'rfm' "
     "ORDER BY finished_at DESC LIMIT 1",
@@ -72,11 +81,6 @@ register(
     # With no filter the join keeps every scored customer (the profile has every customer), so it is
     # left out: half the time at a million customers.
     rfm_cells_all=f"{CELLS} FROM ml_rfm r WHERE r.run_id = $run_id GROUP BY ALL ORDER BY ALL",
-    rfm_spread=f"{SPREAD} {SCORED} GROUP BY ALL",
-    # Quartiles sort every value of their group: from 2 x SPREAD_SAMPLE customers on they come from a
-    # fixed 1-in-$modulus sample, a quarter of the time at a million customers for quartiles that move
-    # by a hair. A separate query, as the sample's condition can change the join's plan for the worse.
-    rfm_spread_sampled=f"{SPREAD} {SCORED} AND hash(p.customer_id) % $modulus::UBIGINT = 0 GROUP BY ALL",
     rfm_clusters="SELECT cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
     "centroid_monetary FROM ml_rfm_clusters WHERE run_id = $run_id ORDER BY cluster_id",
 )
@@ -471,9 +475,9 @@ def show_spread(global_filters: dict | None):
         params = filters.params(global_filters)
         modulus = spread_modulus(int(data.query("filtered_count", **params).item()))
         spread = (
-            data.query("rfm_spread_sampled", **params, run_id=run["run_id"], modulus=modulus)
+            filters.scoped_query(data, "rfm_spread_sampled", global_filters, run_id=run["run_id"], modulus=modulus)
             if modulus > 1
-            else data.query("rfm_spread", **params, run_id=run["run_id"])
+            else filters.scoped_query(data, "rfm_spread", global_filters, run_id=run["run_id"])
         )
     except SegriskError as exc:
         return ui.failed(exc)

@@ -16,6 +16,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dashboard import filters, ui
 from dashboard.auth import current_user
 from dashboard.data import WarehouseReader, reader, register
+from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
 from dashboard.state import acknowledged_ids, store
 from warehouse.errors import SegriskError
@@ -33,14 +34,17 @@ ALERTS = (
     "AND ($status = 'all' OR NOT (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)))"
 )
 
-register(
-    warnings_rules="SELECT DISTINCT rule, rule_label FROM ml_latest_alerts ORDER BY rule",
+register_scoped(
     warnings_by_rule=f"SELECT a.rule_label, a.severity, count(*) AS alerts {ALERTS} GROUP BY ALL ORDER BY ALL",
     # Every run's alerts, not just the latest: the history a risk manager reads the trend from.
     warnings_by_period="SELECT a.period, a.rule_label, count(DISTINCT a.alert_id) AS alerts "
     "FROM ml_alerts a JOIN mart_customer_profile p USING (customer_id) "
     f"WHERE {filters.FILTERED} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
     "AND (len($severities) = 0 OR list_contains($severities, a.severity)) GROUP BY ALL ORDER BY ALL",
+)
+
+register(
+    warnings_rules="SELECT DISTINCT rule, rule_label FROM ml_latest_alerts ORDER BY rule",
     warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules "
     "WHERE run_id = (SELECT max(run_id) FROM ml_latest_alerts) ORDER BY rule",
 )
@@ -203,9 +207,10 @@ def show_charts(global_filters, rules, severities, status, _acks):
     try:
         data = reader()
         params = alert_params(data, global_filters, rules, severities, status)
-        by_rule = data.query("warnings_by_rule", **params)
-        by_period = data.query(
-            "warnings_by_period", **{k: v for k, v in params.items() if k not in ("status", "acknowledged")}
+        own = {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
+        by_rule = filters.scoped_query(data, "warnings_by_rule", global_filters, **own)
+        by_period = filters.scoped_query(
+            data, "warnings_by_period", global_filters, rules=own["rules"], severities=own["severities"]
         )
     except SegriskError as exc:
         return ui.failed(exc), None, None
