@@ -77,6 +77,9 @@ def warm() -> None:
     """Read the filter options and the simulator's population now rather than on the first request."""
     try:
         filters.options(reader())
+        overview = sys.modules.get("pages.overview")
+        if overview is not None:
+            overview.show_overview(None)  # the landing page: its columns read into DuckDB's buffers
         risk_page = sys.modules.get("pages.risk")
         if risk_page is not None and reader().has("ml_latest_risk_scores"):
             risk_page.population(reader())

@@ -20,8 +20,7 @@ from warehouse.errors import SegriskError
 dash.register_page(__name__, path="/", name="Overview", order=0)
 
 register(
-    overview_figures="SELECT count(*) AS customers, count(DISTINCT p.persona_key) FILTER (p.persona_key <> 'unassigned') "
-    "AS personas, avg(p.is_defaulted::INT) AS default_rate, "
+    overview_figures="SELECT count(*) AS customers, avg(p.is_defaulted::INT) AS default_rate, "
     "avg(CASE WHEN p.decision IS NULL THEN NULL ELSE (p.decision <> 'review')::INT END) AS automation_rate, "
     "avg(CASE WHEN p.decision IS NULL THEN NULL ELSE (p.decision = 'approve')::INT END) AS approval_rate, "
     "sum(p.open_alerts) AS open_alerts, avg(p.pd) AS mean_pd "
@@ -38,13 +37,19 @@ register(
 )
 
 
-def headline_figures(data: WarehouseReader, global_filters: dict | None = None) -> dict[str, float | int | None]:
-    """Customers, personas, default rate, automation rate, open alerts and expected loss (None when absent)."""
+def headline_figures(
+    data: WarehouseReader, global_filters: dict | None = None, personas: pl.DataFrame | None = None
+) -> dict[str, float | int | None]:
+    """Customers, personas, default rate, automation rate, open alerts and expected loss (None when absent).
+
+    ``personas``: the persona breakdown under the same filters, when the caller has it already."""
     params = filters.params(global_filters)
     row = data.query("overview_figures", **params).row(0, named=True)
+    if personas is None:
+        personas = data.query("overview_personas", **params)
     figures: dict[str, float | int | None] = {
         "customers": row["customers"],
-        "personas": row["personas"] or None,
+        "personas": personas.height or None,
         "default_rate": row["default_rate"],
         "automation_rate": row["automation_rate"],
         "approval_rate": row["approval_rate"],
@@ -139,10 +144,10 @@ def show_overview(global_filters: dict | None):
                 *([no_update, HIDDEN] * 2),
                 None,
             )
-        figures = headline_figures(data, global_filters)
         params = filters.params(global_filters)
-        grades = data.query("overview_grades", **params)
         personas = data.query("overview_personas", **params)
+        figures = headline_figures(data, global_filters, personas)
+        grades = data.query("overview_grades", **params)
         names = persona_names(data)
     except SegriskError as exc:
         return ui.failed(exc), no_update, HIDDEN, no_update, HIDDEN, None
