@@ -27,10 +27,17 @@ DOWNLOAD_ROW_CAP = 1_000_000
 
 @dataclass(frozen=True)
 class Column:
+    """A shown column: ``format`` turns the row's ``key`` value into text or a component (a link);
+    ``from_row`` instead builds the cell from the whole row (a button that needs two of its values)."""
+
     key: str
     heading: str
-    format: Callable[[object], object] = str  # text, or a component such as a link
+    format: Callable[[object], object] = str
     numeric: bool = False
+    from_row: Callable[[dict], object] | None = None
+
+    def cell(self, row: dict) -> object:
+        return self.from_row(row) if self.from_row is not None else self.format(row[self.key])
 
 
 @dataclass(frozen=True)
@@ -179,22 +186,14 @@ class PagedTable:
         self, data: WarehouseReader, params: dict, page: int | None, sort: str | None, direction: str | None
     ) -> tuple[object, int, str]:
         """(table, number of pages, "rows 1-25 of 6,993") for one page of the current filter."""
-        table, pages, summary, _rows = self.render_rows(data, params, page, sort, direction)
-        return table, pages, summary
-
-    def render_rows(
-        self, data: WarehouseReader, params: dict, page: int | None, sort: str | None, direction: str | None
-    ) -> tuple[object, int, str, pl.DataFrame]:
-        """As ``render``, with the page's rows too, for a page that adds to each row (buttons, say)."""
         total = self.count(data, params)
         pages = max(math.ceil(total / self.page_size), 1)
         page = min(max(page or 1, 1), pages)
-        rows = self.page(data, params, page, sort, direction != "asc")
         if total == 0:
-            return ui.unavailable("No rows match the current filters."), 1, "0 rows", rows
-        shown = [{c.key: c.format(row[c.key]) for c in self.columns} for row in rows.iter_rows(named=True)]
+            return ui.unavailable("No rows match the current filters."), 1, "0 rows"
+        rows = self.page(data, params, page, sort, direction != "asc")
+        shown = [{c.key: c.cell(row) for c in self.columns} for row in rows.iter_rows(named=True)]
         first = (page - 1) * self.page_size + 1
         summary = f"rows {first:,}-{first + rows.height - 1:,} of {total:,}"
         numeric = tuple(c.key for c in self.columns if c.numeric)
-        table = ui.table(shown, [(c.key, c.heading) for c in self.columns], numeric=numeric)
-        return table, pages, summary, rows
+        return ui.table(shown, [(c.key, c.heading) for c in self.columns], numeric=numeric), pages, summary

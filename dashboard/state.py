@@ -21,25 +21,25 @@ def store(data: WarehouseReader) -> AppState:
     return AppState(state_path(data.path))
 
 
+def persona_labels(data: WarehouseReader) -> tuple[dict[str, str], dict[str, str]]:
+    """(names, strategies) by persona key as users see them now: the last run's, unless edited since."""
+    names: dict[str, str] = {}
+    strategies: dict[str, str] = {}
+    if data.has("ml_latest_segment_summary"):
+        for key, name, strategy in (
+            data.query("persona_summary").select("segment_key", "persona_name", "strategy").rows()
+        ):
+            names[key], strategies[key] = name, strategy
+    for label in store(data).persona_labels():
+        if label.segment_key in names:
+            names[label.segment_key] = label.persona_name or names[label.segment_key]
+            strategies[label.segment_key] = label.strategy or strategies[label.segment_key]
+    return names, strategies
+
+
 def persona_names(data: WarehouseReader) -> dict[str, str]:
-    """Persona key -> name as users see it now: the last run's name unless renamed since."""
-    names = {}
-    if data.has("ml_latest_segment_summary"):
-        names = dict(data.query("persona_summary").select("segment_key", "persona_name").rows())
-    for label in store(data).persona_labels():
-        if label.persona_name and label.segment_key in names:
-            names[label.segment_key] = label.persona_name
-    return names
-
-
-def persona_strategies(data: WarehouseReader) -> dict[str, str]:
-    strategies = {}
-    if data.has("ml_latest_segment_summary"):
-        strategies = dict(data.query("persona_summary").select("segment_key", "strategy").rows())
-    for label in store(data).persona_labels():
-        if label.strategy and label.segment_key in strategies:
-            strategies[label.segment_key] = label.strategy
-    return strategies
+    """Persona key -> name as users see it now."""
+    return persona_labels(data)[0]
 
 
 def acknowledged_ids(data: WarehouseReader) -> list[str]:

@@ -8,6 +8,9 @@ from dash import html
 #: One colour per grade, best to worst, on every page.
 GRADE_COLOURS = {"A": "#1a9850", "B": "#91cf60", "C": "#fee08b", "D": "#fc8d59", "E": "#d73027"}
 
+#: One colour per alert severity, on every page.
+SEVERITY_COLOURS = {"low": "#fee08b", "medium": "#fc8d59", "high": "#d73027"}
+
 #: Persona colours (Plotly's colour-blind-safe qualitative palette), by persona key: S1 is always
 #: the first colour, so a persona keeps its colour on every page, chart and export.
 PERSONA_PALETTE = (

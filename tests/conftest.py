@@ -100,6 +100,16 @@ def full_db(risk_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+@pytest.fixture
+def full_db_copy(full_db: Path, tmp_path: Path) -> Path:
+    """A copy of ``full_db`` for one test: pages create the app-state store beside the warehouse."""
+    import shutil
+
+    copy = tmp_path / "demo.duckdb"
+    shutil.copyfile(full_db, copy)
+    return copy
+
+
 def dashboard_page(db: Path, module: str):  # noqa: ANN201 - the page module Dash imported
     """A page module of the dashboard over ``db``: Dash imports page modules itself, as
     ``pages.<name>``, once an app exists, and this points the app's reader at ``db``."""

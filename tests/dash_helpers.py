@@ -17,6 +17,18 @@ def sql(db_path: Path, query: str, params: list | None = None) -> pl.DataFrame:
         return con.sql(query, params=params).pl()
 
 
+def texts(component: object) -> list[str]:
+    """Every string in a Dash component tree."""
+    if isinstance(component, str):
+        return [component]
+    if isinstance(component, list | tuple):
+        return [text for item in component for text in texts(item)]
+    children = getattr(component, "children", None)
+    if children is None:
+        return []
+    return texts(children if isinstance(children, list) else [children])
+
+
 def text_of(component: object) -> str:
     """Every text in a Dash component tree, space-separated."""
     if component is None or isinstance(component, bool):

@@ -6,31 +6,18 @@ import io
 import shutil
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from conftest import dashboard_page
 from dash.development.base_component import Component
-from dash_helpers import triggered
+from dash_helpers import sql, triggered
 
 LATEST = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'cross_sell' ORDER BY finished_at DESC LIMIT 1)"
 
 
 @pytest.fixture
-def db(full_db: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "demo.duckdb"
-    shutil.copyfile(full_db, copy)  # the app-state store is created beside the warehouse
-    return copy
-
-
-@pytest.fixture
-def page(db: Path):  # noqa: ANN201 - the page module
-    return dashboard_page(db, "cross_sell")
-
-
-def sql(db: Path, query: str, params: list | None = None) -> pl.DataFrame:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.sql(query, params=params).pl()
+def page(full_db_copy: Path):  # noqa: ANN201 - the page module
+    return dashboard_page(full_db_copy, "cross_sell")
 
 
 def offers_count(db: Path, where: str = "true", params: list | None = None) -> int:
@@ -53,11 +40,11 @@ def texts(component) -> str:  # noqa: ANN001 - a Dash component tree or a string
     return "" if component is None else str(component)
 
 
-def test_heatmap_shows_the_latest_runs_penetration(page, db: Path) -> None:
+def test_heatmap_shows_the_latest_runs_penetration(page, full_db_copy: Path) -> None:
     figure, style, _note = page.show_heatmap({})
     heatmap = figure.data[0]
     expected = sql(
-        db,
+        full_db_copy,
         f"SELECT coalesce(segment_key, 'unassigned') AS k, product, share FROM ml_product_penetration "
         f"WHERE run_id = {LATEST}",
     )
@@ -76,9 +63,9 @@ def test_heatmap_shows_the_latest_runs_penetration(page, db: Path) -> None:
     assert rows == [list(heatmap.y).index("S2")]
 
 
-def test_headline_and_mix_follow_the_global_filters(page, db: Path) -> None:
+def test_headline_and_mix_follow_the_global_filters(page, full_db_copy: Path) -> None:
     headline, figure, style, _ = page.show_mix({}, "first_choice")
-    run_mix = sql(db, f"SELECT * FROM ml_campaign_mix WHERE run_id = {LATEST}")
+    run_mix = sql(full_db_copy, f"SELECT * FROM ml_campaign_mix WHERE run_id = {LATEST}")
     # Unfiltered, the mix is the run's own table: lead offers per product add up to it.
     shown = {}
     for bar in figure.data:
@@ -87,18 +74,18 @@ def test_headline_and_mix_follow_the_global_filters(page, db: Path) -> None:
     expected = run_mix.group_by("product_name").agg(pl.col("first_choice").sum())
     assert shown == {name: n for name, n in expected.rows() if n}
     with_offer = sql(
-        db, f"SELECT count(DISTINCT customer_id) AS n FROM ml_recommendations WHERE run_id = {LATEST}"
+        full_db_copy, f"SELECT count(DISTINCT customer_id) AS n FROM ml_recommendations WHERE run_id = {LATEST}"
     ).item()
-    assert f"{with_offer:,}" in texts(headline) and f"{offers_count(db):,}" in texts(headline)
+    assert f"{with_offer:,}" in texts(headline) and f"{offers_count(full_db_copy):,}" in texts(headline)
     blocked = sql(
-        db, "SELECT metrics->>'credit_offers_blocked' AS n FROM ml_model_runs WHERE model_kind = 'cross_sell'"
+        full_db_copy, "SELECT metrics->>'credit_offers_blocked' AS n FROM ml_model_runs WHERE model_kind = 'cross_sell'"
     ).item()
     assert f"{int(blocked):,}" in texts(headline)
 
     # Filtered on grade C, the figures are counted from the offers of grade-C customers only.
     filtered = page.campaign_mix(page.reader(), {"grade": ["C"]})
     expected = sql(
-        db,
+        full_db_copy,
         "SELECT p.persona_key AS segment_key, r.product, count(*) AS offers, "
         "count(*) FILTER (r.priority = 1) AS first_choice FROM ml_recommendations r "
         f"JOIN mart_customer_profile p USING (customer_id) WHERE r.run_id = {LATEST} AND p.grade = 'C' GROUP BY ALL",
@@ -106,8 +93,8 @@ def test_headline_and_mix_follow_the_global_filters(page, db: Path) -> None:
     key = ["segment_key", "product"]
     assert filtered.select(*key, "offers", "first_choice").sort(key).equals(expected.sort(key))
     headline, figure, _, _ = page.show_mix({"grade": ["C"]}, "offers")
-    grade_c = offers_count(db, "p.grade = 'C'")
-    assert 0 < grade_c < offers_count(db)
+    grade_c = offers_count(full_db_copy, "p.grade = 'C'")
+    assert 0 < grade_c < offers_count(full_db_copy)
     assert f"{grade_c:,}" in texts(headline) and sum(sum(bar.x) for bar in figure.data) == grade_c
     assert "whole book" in texts(headline)  # the held-back count is the run's, and says so
 
@@ -119,10 +106,10 @@ def test_mix_bars_carry_the_persona_colour(page) -> None:
     assert figure.data and all(bar.marker.color == ui.persona_colour(bar.customdata[0][0]) for bar in figure.data)
 
 
-def test_offers_table_pages_and_counts(page, db: Path) -> None:
+def test_offers_table_pages_and_counts(page, full_db_copy: Path) -> None:
     first, pages, summary = page.show_table({}, [], 1, "customer_id", "asc")
     second, _, summary_2 = page.show_table({}, [], 2, "customer_id", "asc")
-    total = offers_count(db)
+    total = offers_count(full_db_copy)
     assert summary == f"rows 1-25 of {total:,}" and summary_2 == f"rows 26-50 of {total:,}"
     assert pages == -(-total // 25)
     assert texts(first) != texts(second)
@@ -131,14 +118,14 @@ def test_offers_table_pages_and_counts(page, db: Path) -> None:
     assert by_priority.get_column("priority").to_list() == [by_priority.get_column("priority").max()] * 25
     # Global filter and page filter together.
     _, _, summary = page.show_table({"persona": ["S1"]}, ["savings"], 1, None, "asc")
-    expected = offers_count(db, "p.persona_key = 'S1' AND r.product = 'savings'")
+    expected = offers_count(full_db_copy, "p.persona_key = 'S1' AND r.product = 'savings'")
     assert 0 < expected and summary.endswith(f"of {expected:,}")
 
 
-def test_csv_download_has_the_filtered_rows(page, db: Path) -> None:
+def test_csv_download_has_the_filtered_rows(page, full_db_copy: Path) -> None:
     sent, message = page.download(1, {"grade": ["A", "B"]}, ["term_deposit", "savings"], "priority", "desc")
     frame = pl.read_csv(io.StringIO(sent["content"]))
-    expected = offers_count(db, "p.grade IN ('A', 'B') AND r.product IN ('term_deposit', 'savings')")
+    expected = offers_count(full_db_copy, "p.grade IN ('A', 'B') AND r.product IN ('term_deposit', 'savings')")
     assert message == "" and sent["filename"] == "cross_sell_offers.csv"
     assert frame.height == expected > 0
     assert set(frame.get_column("grade")) == {"A", "B"} and set(frame.get_column("product")) == {

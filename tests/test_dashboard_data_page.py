@@ -10,21 +10,10 @@ import dash
 import duckdb
 import pytest
 from conftest import Builder, dashboard_page
+from dash_helpers import texts
 from test_bad_input import BAD_CUSTOMERS, BAD_TRANSACTIONS, GOOD_CUSTOMERS, GOOD_TRANSACTIONS, SPEC, write_dataset
 
 from dashboard.data import QUERIES
-
-
-def texts(component: object) -> list[str]:
-    """Every string in a Dash component tree."""
-    if isinstance(component, str):
-        return [component]
-    if isinstance(component, list | tuple):
-        return [text for item in component for text in texts(item)]
-    children = getattr(component, "children", None)
-    if children is None:
-        return []
-    return texts(children if isinstance(children, list) else [children])
 
 
 def body_rows(component: object) -> list[list[str]]:

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import shutil
 from pathlib import Path
 
-import duckdb
 import polars as pl
 import pytest
 from conftest import dashboard_page
 from dash import no_update
 from dash.development.base_component import Component
-from dash_helpers import triggered
+from dash_helpers import sql, triggered
 
 from models.rfm import SEGMENTS
 from models.train import train_rfm
@@ -22,20 +20,8 @@ SCORED = f"FROM ml_rfm r JOIN mart_customer_profile p USING (customer_id) WHERE 
 
 
 @pytest.fixture
-def db(full_db: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "demo.duckdb"
-    shutil.copyfile(full_db, copy)  # the app-state store is created beside the warehouse
-    return copy
-
-
-@pytest.fixture
-def page(db: Path):  # noqa: ANN201 - the page module
-    return dashboard_page(db, "rfm")
-
-
-def sql(db: Path, query: str) -> pl.DataFrame:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.sql(query).pl()
+def page(full_db_copy: Path):  # noqa: ANN201 - the page module
+    return dashboard_page(full_db_copy, "rfm")
 
 
 def texts(component) -> str:  # noqa: ANN001 - a Dash component tree or a string
@@ -56,33 +42,37 @@ def treemap_sizes(page, global_filters: dict) -> dict[str, int]:  # noqa: ANN001
     return sizes
 
 
-def test_treemap_sizes_are_the_warehouse_counts_and_follow_filters(page, db: Path) -> None:
+def test_treemap_sizes_are_the_warehouse_counts_and_follow_filters(page, full_db_copy: Path) -> None:
     everyone = treemap_sizes(page, {})
-    expected = dict(sql(db, f"SELECT r.segment, count(*) AS n {SCORED} GROUP BY ALL").rows())
+    expected = dict(sql(full_db_copy, f"SELECT r.segment, count(*) AS n {SCORED} GROUP BY ALL").rows())
     assert everyone == expected and len(expected) >= 8
     assert list(everyone) == [s for s in page.SEGMENT_COLOURS if s in everyone]  # best segments first
     # Unfiltered, the page skips the join to the profile: a filter that keeps everyone agrees.
-    grades = sql(db, "SELECT DISTINCT grade FROM mart_customer_profile").get_column("grade").to_list()
+    grades = sql(full_db_copy, "SELECT DISTINCT grade FROM mart_customer_profile").get_column("grade").to_list()
     assert treemap_sizes(page, {"grade": grades}) == everyone
 
     grade_e = treemap_sizes(page, {"grade": ["E"]})
-    expected_e = dict(sql(db, f"SELECT r.segment, count(*) AS n {SCORED} AND p.grade = 'E' GROUP BY ALL").rows())
+    expected_e = dict(
+        sql(full_db_copy, f"SELECT r.segment, count(*) AS n {SCORED} AND p.grade = 'E' GROUP BY ALL").rows()
+    )
     assert grade_e == expected_e and sum(grade_e.values()) < sum(everyone.values())
 
 
-def test_headline_counts_scored_customers_of_the_filter(page, db: Path) -> None:
+def test_headline_counts_scored_customers_of_the_filter(page, full_db_copy: Path) -> None:
     headline = texts(page.show_segments({"persona": ["S2"]})[0])
-    scored = sql(db, f"SELECT count(*) AS n {SCORED} AND p.persona_key = 'S2'").item()
-    customers = sql(db, "SELECT count(*) AS n FROM mart_customer_profile WHERE persona_key = 'S2'").item()
-    best = sql(db, f"SELECT count(*) AS n {SCORED} AND p.persona_key = 'S2' AND r.segment IN ('Champions', 'Loyal')")
+    scored = sql(full_db_copy, f"SELECT count(*) AS n {SCORED} AND p.persona_key = 'S2'").item()
+    customers = sql(full_db_copy, "SELECT count(*) AS n FROM mart_customer_profile WHERE persona_key = 'S2'").item()
+    best = sql(
+        full_db_copy, f"SELECT count(*) AS n {SCORED} AND p.persona_key = 'S2' AND r.segment IN ('Champions', 'Loyal')"
+    )
     assert f"{scored:,}" in headline and f"of {customers:,} customers" in headline
     assert f"{best.item() / scored:.1%}" in headline
 
 
-def test_grid_cells_count_customers_with_mean_spend(page, db: Path) -> None:
+def test_grid_cells_count_customers_with_mean_spend(page, full_db_copy: Path) -> None:
     grid = page.show_segments({})[4].data[0]
     expected = sql(
-        db, f"SELECT r.r_score, r.f_score, count(*) AS n, avg(r.rfm_monetary) AS spend {SCORED} GROUP BY ALL"
+        full_db_copy, f"SELECT r.r_score, r.f_score, count(*) AS n, avg(r.rfm_monetary) AS spend {SCORED} GROUP BY ALL"
     )
     assert expected.height == 25
     for r, f, n, spend in expected.rows():
@@ -92,9 +82,9 @@ def test_grid_cells_count_customers_with_mean_spend(page, db: Path) -> None:
         assert grid.customdata[row][column][0] in page.SEGMENT_COLOURS
 
 
-def test_spread_shows_medians_and_quartiles(page, db: Path) -> None:
+def test_spread_shows_medians_and_quartiles(page, full_db_copy: Path) -> None:
     figure = page.show_spread({"region": ["North"]}).figure
-    values = sql(db, f"SELECT r.segment, r.rfm_monetary {SCORED} AND p.region = 'North'")
+    values = sql(full_db_copy, f"SELECT r.segment, r.rfm_monetary {SCORED} AND p.region = 'North'")
     spend = figure.data[2]  # recency, frequency, spend
     for segment, median, above in zip(spend.y, spend.x, spend.error_x.array, strict=True):
         mine = values.filter(pl.col("segment") == segment).get_column("rfm_monetary")
@@ -102,33 +92,33 @@ def test_spread_shows_medians_and_quartiles(page, db: Path) -> None:
         assert median + above == pytest.approx(mine.quantile(0.75, interpolation="linear"))
 
 
-def test_spread_samples_a_fixed_share_of_a_large_population(page, db: Path, monkeypatch) -> None:
+def test_spread_samples_a_fixed_share_of_a_large_population(page, full_db_copy: Path, monkeypatch) -> None:
     monkeypatch.setattr(page, "SPREAD_SAMPLE", 500)  # 2,000 customers: one in four
     figure = page.show_spread({}).figure
     assert "1 customer in 4" in figure.layout.title.text
-    sample = sql(db, f"SELECT r.segment, count(*) AS n {SCORED} AND hash(r.customer_id) % 4 = 0 GROUP BY ALL")
+    sample = sql(full_db_copy, f"SELECT r.segment, count(*) AS n {SCORED} AND hash(r.customer_id) % 4 = 0 GROUP BY ALL")
     shown = {segment: row[2] for segment, row in zip(figure.data[0].y, figure.data[0].customdata, strict=True)}
     assert shown == dict(sample.rows()) and 300 < sum(shown.values()) < 700
     assert figure.to_dict() == page.show_spread({}).figure.to_dict()  # the same sample every time
 
 
-def test_clusters_table_counts_the_filtered_customers(page, db: Path) -> None:
+def test_clusters_table_counts_the_filtered_customers(page, full_db_copy: Path) -> None:
     table = texts(page.show_segments({"age": ["26-35"]})[-1])
-    counts = sql(db, f"SELECT r.cluster_name, count(*) AS n {SCORED} AND p.age_band = '26-35' GROUP BY ALL")
+    counts = sql(full_db_copy, f"SELECT r.cluster_name, count(*) AS n {SCORED} AND p.age_band = '26-35' GROUP BY ALL")
     assert counts.height == 4
     for name, n in counts.rows():
         assert name in table and f"{n:,}" in table
 
 
-def test_customer_list_pages_filters_and_downloads(page, db: Path) -> None:
+def test_customer_list_pages_filters_and_downloads(page, full_db_copy: Path) -> None:
     first, pages, summary = page.show_table({}, [], 1, "rfm_monetary", "desc")
     second, _, _ = page.show_table({}, [], 2, "rfm_monetary", "desc")
-    total = sql(db, f"SELECT count(*) AS n {SCORED}").item()
+    total = sql(full_db_copy, f"SELECT count(*) AS n {SCORED}").item()
     assert summary == f"rows 1-25 of {total:,}" and pages == -(-total // 25)
     assert texts(first) != texts(second)
 
     where = "p.grade IN ('D', 'E') AND r.segment IN ('At Risk', 'Can''t Lose Them')"
-    expected = sql(db, f"SELECT count(*) AS n {SCORED} AND {where}").item()
+    expected = sql(full_db_copy, f"SELECT count(*) AS n {SCORED} AND {where}").item()
     _, _, summary = page.show_table({"grade": ["D", "E"]}, ["At Risk", "Can't Lose Them"], 1, None, "desc")
     assert expected > 0 and summary.endswith(f"of {expected:,}")
     sent, message = page.download(1, {"grade": ["D", "E"]}, ["At Risk", "Can't Lose Them"], "rfm_monetary", "desc")

@@ -12,6 +12,7 @@ import dash_bootstrap_components as dbc
 import pytest
 import requests
 from conftest import FIXTURES, Builder
+from dash_helpers import texts
 from waitress.server import create_server
 from werkzeug.security import generate_password_hash
 
@@ -102,19 +103,6 @@ def test_no_users_no_dashboard(
         auth.users_from_environment()
 
 
-def _texts(component: object) -> list[str]:
-    """Every string in a Dash component tree."""
-    if isinstance(component, str):
-        return [component]
-    if isinstance(component, list | tuple):
-        return [text for item in component for text in _texts(item)]
-    children = getattr(component, "children", None)
-    if children is None:
-        return []
-    items = children if isinstance(children, list) else [children]
-    return [text for child in items for text in _texts(child)]
-
-
 def test_overview_figures_match_the_warehouse(trained: Path, overview, tmp_path: Path) -> None:  # noqa: ANN001
     import duckdb
 
@@ -134,8 +122,8 @@ def test_overview_figures_match_the_warehouse(trained: Path, overview, tmp_path:
     # An acknowledgement made in the dashboard counts at once, before any retrain.
     AppState(state_path(trained)).acknowledge(first_alert, user="alice")
     assert overview.headline_figures(data)["open_alerts"] == open_alerts - 1
-    texts = _texts(overview.show_overview(None)[0])
-    assert f"{customers:,}" in texts and "Open alerts" in texts
+    shown = texts(overview.show_overview(None)[0])
+    assert f"{customers:,}" in shown and "Open alerts" in shown
 
 
 def test_overview_follows_the_global_filters_and_clicks_set_them(trained: Path, overview) -> None:  # noqa: ANN001
@@ -162,8 +150,8 @@ def test_overview_without_a_risk_model_says_so(build: Builder, overview) -> None
     db = build("online-retail", FIXTURES).db_path
     configure(db)
     page = overview.show_overview(None)
-    texts = [text for part in page for text in _texts(part)]
-    assert any(t.startswith("No PD model yet") for t in texts)
+    shown = texts(list(page))
+    assert any(t.startswith("No PD model yet") for t in shown)
     assert not any(isinstance(c, dbc.Alert) and "failed" in str(c.children) for c in page)
 
 
@@ -184,7 +172,7 @@ def test_policy_simulator_moves_with_the_sliders(trained: Path, risk_page) -> No
     assert stricter["overall"]["approval_rate"] < current["overall"]["approval_rate"]
     no_rules = risk_page.simulate(data, policy.decline_below_score, policy.approve_min_score, [])
     assert no_rules["overall"]["review_rate"] < current["overall"]["review_rate"]
-    shown = _texts(risk_page.show_outcome(policy.decline_below_score, policy.approve_min_score + 30, on))
+    shown = texts(risk_page.show_outcome(policy.decline_below_score, policy.approve_min_score + 30, on))
     assert ui_percent(stricter["overall"]["approval_rate"]) in shown
 
 
@@ -203,9 +191,9 @@ def test_risk_page_picks_up_a_retrain(trained: Path, tmp_path: Path, risk_page) 
     train_risk(db, seed=3)
     _, reloaded = risk_page.population(data)
     assert reloaded is not loaded and not (reloaded.score == before).all()
-    assert "Policy simulator" in _texts(risk_page.layout())
+    assert "Policy simulator" in texts(risk_page.layout())
 
 
 def test_risk_page_without_a_model_says_so(build: Builder, risk_page) -> None:  # noqa: ANN001
     configure(build("online-retail", FIXTURES).db_path)
-    assert any(t.startswith("No PD model in this warehouse") for t in _texts(risk_page.layout()))
+    assert any(t.startswith("No PD model in this warehouse") for t in texts(risk_page.layout()))

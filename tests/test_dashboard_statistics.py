@@ -13,24 +13,13 @@ import plotly.graph_objects as go
 import polars as pl
 import pytest
 from conftest import Builder, dashboard_page
+from dash_helpers import texts
 
 from dashboard import filters
 from dashboard.data import QUERIES
 from models.train import train_statistics
 
 FILTERED = {"persona": ["S1", "S2"], "grade": ["C", "D", "E"]}
-
-
-def texts(component: object) -> list[str]:
-    """Every string in a Dash component tree."""
-    if isinstance(component, str):
-        return [component]
-    if isinstance(component, list | tuple):
-        return [text for item in component for text in texts(item)]
-    children = getattr(component, "children", None)
-    if children is None:
-        return []
-    return texts(children if isinstance(children, list) else [children])
 
 
 def rows_of(component: object) -> list[object]:

@@ -48,7 +48,6 @@ register(
 )
 
 DECISION_COLOURS = {"approve": "success", "review": "warning", "decline": "danger"}
-SEVERITY_COLOURS = {"low": "#fee08b", "medium": "#fc8d59", "high": "#d73027"}
 
 
 class Measure(NamedTuple):
@@ -368,9 +367,9 @@ def alerts_section(view: CustomerView) -> html.Div:
             "value": alert_value(row["measured_column"], row["value"]),
             "threshold": alert_value(row["measured_column"], row["threshold"]),
             "severity": html.Span(
-                row["severity"], className="badge text-dark", style={"background": SEVERITY_COLOURS[row["severity"]]}
+                row["severity"], className="badge text-dark", style={"background": ui.SEVERITY_COLOURS[row["severity"]]}
             )
-            if row["severity"] in SEVERITY_COLOURS
+            if row["severity"] in ui.SEVERITY_COLOURS
             else row["severity"],
             "period": str(row["period"])[:10],
             "status": "acknowledged"

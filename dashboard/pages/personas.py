@@ -23,7 +23,7 @@ from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 from dashboard import filters, ui
 from dashboard.auth import current_user
 from dashboard.data import WarehouseReader, reader, register
-from dashboard.state import acknowledged_ids, persona_names, persona_strategies, store
+from dashboard.state import acknowledged_ids, persona_labels, persona_names, store
 from warehouse.errors import SegriskError
 
 dash.register_page(__name__, path="/personas", name="Personas", order=1)
@@ -557,7 +557,7 @@ def show_cards(global_filters: dict | None, _version: int):
         data = reader()
         summary = data.query("personas_summary")
         figures = {row["persona_key"]: row for row in persona_figures(data, global_filters).iter_rows(named=True)}
-        names, strategies = persona_names(data), persona_strategies(data)
+        names, strategies = persona_labels(data)
     except SegriskError as exc:
         return ui.failed(exc), None
     cards = [
@@ -648,7 +648,8 @@ def fill_form(key: str | None):
         return "", ""
     try:
         data = reader()
-        return persona_names(data).get(key, ""), persona_strategies(data).get(key, "")
+        names, strategies = persona_labels(data)
+        return names.get(key, ""), strategies.get(key, "")
     except SegriskError:
         return "", ""
 
@@ -659,7 +660,7 @@ def save_label(
     """Write the fields that changed to the store; (saved, message for the user)."""
     if role != "admin":
         return False, "Only administrators can rename personas or change their strategies."
-    names, strategies = persona_names(data), persona_strategies(data)
+    names, strategies = persona_labels(data)
     if key not in names:
         return False, "Choose a persona first."
     # Only the changed fields: an untouched strategy keeps following the model's archetype.

@@ -108,6 +108,10 @@ def score_figure(bands: pl.DataFrame, caption: str) -> go.Figure:
     return figure
 
 
+def cutoff_slider(slider_id: str, value: float) -> dcc.Slider:
+    return dcc.Slider(id=slider_id, min=400, max=700, step=1, value=value, marks=None, tooltip={"always_visible": True})
+
+
 def layout(**_query: str) -> html.Div:
     try:
         data = reader()
@@ -161,25 +165,9 @@ def layout(**_query: str) -> html.Div:
             [
                 html.H3("Policy simulator", className="h5"),
                 html.Label("Decline below score"),
-                dcc.Slider(
-                    id="risk-decline",
-                    min=400,
-                    max=700,
-                    step=1,
-                    value=policy.decline_below_score,
-                    marks=None,
-                    tooltip={"always_visible": True},
-                ),
+                cutoff_slider("risk-decline", policy.decline_below_score),
                 html.Label("Auto-approve at or above score"),
-                dcc.Slider(
-                    id="risk-approve",
-                    min=400,
-                    max=700,
-                    step=1,
-                    value=policy.approve_min_score,
-                    marks=None,
-                    tooltip={"always_visible": True},
-                ),
+                cutoff_slider("risk-approve", policy.approve_min_score),
                 dcc.Checklist(
                     id="risk-rules", options=toggles, value=on, className="my-2", inputStyle={"marginRight": "0.4rem"}
                 ),

@@ -23,8 +23,6 @@ from warehouse.errors import SegriskError
 
 dash.register_page(__name__, path="/warnings", name="Early warnings", order=3)
 
-SEVERITY_COLOURS = {"low": "#fee08b", "medium": "#fc8d59", "high": "#d73027"}
-
 #: Alerts under the global filters and this page's own (rule, severity, open or all).
 ALERTS = (
     "FROM ml_latest_alerts a JOIN mart_customer_profile p USING (customer_id) "
@@ -49,6 +47,15 @@ register(
     "WHERE run_id = (SELECT max(run_id) FROM ml_latest_alerts) ORDER BY rule",
 )
 
+
+def acknowledge_cell(row: dict) -> object:
+    """An "Acknowledge" button for an open alert; the word "acknowledged" for one already done."""
+    if row["acknowledged"]:
+        return html.Span("acknowledged", className="text-muted")
+    button_id = {"type": "warnings-ack", "alert": row["alert_id"]}
+    return dbc.Button("Acknowledge", id=button_id, size="sm", color="outline-primary", className="py-0")
+
+
 TABLE = PagedTable(
     name="warnings-alerts",
     key="a.alert_id",
@@ -64,10 +71,11 @@ TABLE = PagedTable(
         Column("threshold", "Threshold", lambda v: f"{v:,.2f}", numeric=True),
         Column("severity", "Severity"),
         Column("period", "Period", lambda v: str(v)[:10]),
+        Column("acknowledged", "", from_row=acknowledge_cell),
     ),
     sortable=("severity", "value", "customer_id", "period", "rule_label"),
     default_sort="severity",
-    tiebreak="a.alert_id",
+    tiebreak="a.customer_id, a.alert_id",
     sort_sql=(("severity", "list_position(['low', 'medium', 'high'], a.severity)"),),
 )
 
@@ -94,7 +102,7 @@ def rule_figure(by_rule: pl.DataFrame) -> go.Figure:
                     x=part.get_column("alerts").to_list(),
                     orientation="h",
                     name=severity,
-                    marker_color=SEVERITY_COLOURS[severity],
+                    marker_color=ui.SEVERITY_COLOURS[severity],
                     hovertemplate="%{y}: %{x:,} " + severity + "<extra></extra>",
                 )
             )
@@ -156,7 +164,7 @@ def layout(**_query: str) -> html.Div:
                     dbc.Col(
                         dcc.Dropdown(
                             id="warnings-severity",
-                            options=[{"value": s, "label": s} for s in SEVERITY_COLOURS],
+                            options=[{"value": s, "label": s} for s in ui.SEVERITY_COLOURS],
                             multi=True,
                             placeholder="Severity: all",
                         ),
@@ -238,33 +246,10 @@ def show_table(global_filters, rules, severities, status, _acks, page, sort, dir
     try:
         data = reader()
         params = alert_params(data, global_filters, rules, severities, status)
-        table, pages, summary, rows = TABLE.render_rows(data, params, page, sort, direction)
+        table, pages, summary = TABLE.render(data, params, page, sort, direction)
     except SegriskError as exc:
         return ui.failed(exc), 1, ""
-    return with_ack_buttons(table, rows), pages, summary
-
-
-def with_ack_buttons(table, rows: pl.DataFrame):
-    """Add an "Acknowledge" button (or "acknowledged") at the end of each alert's row."""
-    if not isinstance(table, dbc.Table):
-        return table
-    head, body = table.children
-    head.children.children.append(html.Th(""))
-    for tr, (alert_id, acknowledged) in zip(body.children, rows.select("alert_id", "acknowledged").rows(), strict=True):
-        tr.children.append(
-            html.Td(
-                html.Span("acknowledged", className="text-muted")
-                if acknowledged
-                else dbc.Button(
-                    "Acknowledge",
-                    id={"type": "warnings-ack", "alert": alert_id},
-                    size="sm",
-                    color="outline-primary",
-                    className="py-0",
-                )
-            )
-        )
-    return table
+    return table, pages, summary
 
 
 @callback(
