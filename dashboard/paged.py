@@ -82,9 +82,13 @@ class PagedTable:
 
     def _two_step(self, keys_from_where: str | None, order: str) -> str:
         """Keys of the page's rows from ``keys_from_where``, then those rows in full."""
+        # The picked keys already meet the global filters: the second step keeps the table's own
+        # conditions (a key may repeat across model runs) but not the filters, which would scan the
+        # customer profile a second time (40-60 ms at 1,000,000 customers).
+        rows_from_where = filters.without_filters(self.from_where)
         return (
             f"WITH picked AS (SELECT {self.key} AS _key {keys_from_where} {order} "
-            f"LIMIT $limit OFFSET $offset) SELECT {self.select} {self.from_where} "
+            f"LIMIT $limit OFFSET $offset) SELECT {self.select} {rows_from_where} "
             f"AND {self.key} IN (SELECT _key FROM picked) {order}"
         )
 
@@ -98,10 +102,14 @@ class PagedTable:
         direction = "DESC" if (self.default_descending if descending is None else descending) else "ASC"
         return f"{self.name}:page:{column}:{direction}"
 
+    @staticmethod
+    def _own(params: dict) -> dict:
+        """The table's own parameters, without the global filters' (for the unfiltered twins)."""
+        return {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
+
     def count(self, data: WarehouseReader, params: dict) -> int:
         if self._is_unfiltered(params) and f"{self.name}:count:all" in QUERIES:
-            own = {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
-            return int(data.query(f"{self.name}:count:all", **own).item())
+            return int(data.query(f"{self.name}:count:all", **self._own(params)).item())
         return int(data.query(f"{self.name}:count", **params).item())
 
     def page(
@@ -110,8 +118,8 @@ class PagedTable:
         offset = max(page - 1, 0) * self.page_size
         name = self._query_name(sort, descending)
         if self._is_unfiltered(params) and f"{name}:all" in QUERIES:
-            # The outer query still joins the profile for its columns, but only for this page's keys.
-            return data.query(f"{name}:all", **params, limit=self.page_size, offset=offset)
+            # The outer query may still join the profile for its columns, but only for this page's keys.
+            return data.query(f"{name}:all", **self._own(params), limit=self.page_size, offset=offset)
         return data.query(name, **params, limit=self.page_size, offset=offset)
 
     def csv(self, data: WarehouseReader, params: dict, sort: str | None = None, descending: bool | None = None) -> str:

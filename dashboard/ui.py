@@ -68,6 +68,13 @@ def unavailable(sentence: str) -> dbc.Alert:
     return dbc.Alert(sentence, color="secondary", className="my-3")
 
 
+def outdated(table: str, command: str) -> dbc.Alert:
+    """What a page shows when the warehouse predates a mart it reads: how to bring it up to date."""
+    return unavailable(
+        f"This warehouse was built before the dashboard read `{table}`: run `{command}` or rebuild it to add it."
+    )
+
+
 def table(rows: list[dict], columns: list[tuple[str, str]], numeric: tuple[str, ...] = ()) -> dbc.Table:
     """A small table (tens of rows) as plain HTML: ``columns`` are (key, heading) pairs."""
     right = {"textAlign": "right"}

@@ -24,7 +24,7 @@ from warehouse import __version__
 from warehouse.db import connect_for_build, first_line
 from warehouse.dictionary import comment_columns, comment_table
 from warehouse.errors import SegriskError
-from warehouse.marts import refresh_customer_profile
+from warehouse.marts import refresh_customer_profile, refresh_fact_marts
 
 from .warehouse_io import has_table
 
@@ -123,6 +123,7 @@ def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]
             copy_app_state(con, db_path)
             write(con)
             refresh_customer_profile(con)  # the dashboard's filters follow the new personas, grades, alerts
+            refresh_fact_marts(con)
             con.execute("CHECKPOINT")
         finally:
             con.close()

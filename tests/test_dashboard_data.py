@@ -126,3 +126,32 @@ def test_store_is_safe_for_several_writers(tmp_path: Path) -> None:
     acks = pl.DataFrame([a.__dict__ for a in store.acknowledgements()])
     assert acks.height == 150
     assert acks.group_by("acknowledged_by").len().get_column("len").to_list() == [50, 50, 50]
+
+
+@pytest.mark.parametrize(
+    ("mart", "source"),
+    [
+        ("mart_alerts", "ml_latest_alerts"),
+        ("mart_offers", "ml_recommendations WHERE run_id = (SELECT max(run_id) FROM ml_recommendations)"),
+        ("mart_rfm", "ml_rfm WHERE run_id = (SELECT max(run_id) FROM ml_rfm)"),
+    ],
+)
+def test_fact_marts_hold_the_latest_rows_with_the_profiles_dimensions(full_db: Path, mart: str, source: str) -> None:
+    """Each fact mart has the latest run's rows of its model table, each with its customer's filter
+    dimensions exactly as the profile has them, and every column commented."""
+    from warehouse.marts import FILTER_DIMENSIONS
+
+    latest = f"(SELECT * FROM {mart} WHERE in_latest_run)" if mart == "mart_alerts" else mart
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        mart_rows = con.execute(f"SELECT count(*) FROM {latest}").fetchone()[0]
+        source_rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
+        differing = con.execute(
+            f"SELECT count(*) FROM {mart} f JOIN mart_customer_profile p USING (customer_id) WHERE "
+            + " OR ".join(f"f.{c} IS DISTINCT FROM p.{c}" for c in FILTER_DIMENSIONS)
+        ).fetchone()[0]
+        uncommented = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND coalesce(comment, '') = ''", [mart]
+        ).fetchone()[0]
+    assert mart_rows == source_rows > 0
+    assert differing == 0
+    assert uncommented == 0

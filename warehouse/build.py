@@ -51,7 +51,7 @@ from .features import (
     transaction_features,
 )
 from .history import carry_over_history
-from .marts import build_customer_months, refresh_customer_profile
+from .marts import build_customer_months, refresh_customer_profile, refresh_fact_marts
 from .sources import SourceFile, latest_timestamp, resolve_files, row_count, scan_file, sha256_of
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
@@ -742,6 +742,7 @@ class _Builder:
     def _dashboard_marts(self) -> None:
         build_customer_months(self.con)
         refresh_customer_profile(self.con)
+        refresh_fact_marts(self.con)
 
     def _record_build(self, checks: list[CheckResult]) -> str:
         digest = hashlib.sha256(self.spec_text.encode())

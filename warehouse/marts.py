@@ -14,6 +14,8 @@ nothing from ``models``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import duckdb
 
 from .dictionary import comment_columns, comment_table
@@ -137,6 +139,79 @@ def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
     )
     comment_table(con, PROFILE, PROFILE_GRAIN)
     comment_columns(con, PROFILE, PROFILE_COMMENTS)
+
+
+#: The customer dimensions the global filters read, copied onto each fact mart row.
+FILTER_DIMENSIONS = ("persona_key", "persona_name", "age_band", "region", "grade", "products")
+
+
+class FactMart(NamedTuple):
+    """A model table with the customer's filter dimensions beside each row, so a filtered page query
+    reads one table instead of joining a million customer profiles (3-10x faster at bank scale)."""
+
+    name: str
+    source: str  # the model table it copies
+    grain: str
+    rows: str  # SQL selecting the source rows to keep (alias ``f``), with any extra columns
+
+
+#: Latest run of a model kind, as the dashboard picks it (by finish time).
+_LATEST = "(SELECT run_id FROM ml_model_runs WHERE model_kind = '{kind}' ORDER BY finished_at DESC LIMIT 1)"
+
+FACT_MARTS = (
+    FactMart(
+        "mart_alerts",
+        "ml_alerts",
+        "One row per early-warning alert of every warnings run (as ml_alerts), with whether it is of the latest "
+        "run, whether it was acknowledged when the model last ran, and the customer's filter dimensions now.",
+        "SELECT f.*, f.run_id = " + _LATEST.format(kind="warnings") + " AS in_latest_run, "
+        "f.alert_id IN (SELECT alert_id FROM ml_alert_acknowledgements) AS is_acknowledged FROM ml_alerts f",
+    ),
+    FactMart(
+        "mart_offers",
+        "ml_recommendations",
+        "One row per customer and recommended product of the latest cross-sell run (as ml_recommendations), "
+        "with the customer's filter dimensions.",
+        "SELECT f.* FROM ml_recommendations f WHERE f.run_id = " + _LATEST.format(kind="cross_sell"),
+    ),
+    FactMart(
+        "mart_rfm",
+        "ml_rfm",
+        "One row per customer scored by the latest RFM run (as ml_rfm), with the customer's filter dimensions.",
+        "SELECT f.* FROM ml_rfm f WHERE f.run_id = " + _LATEST.format(kind="rfm"),
+    ),
+)
+FACT_MART_COMMENTS = {
+    "in_latest_run": "True for the alerts of the latest warnings run (those ml_latest_alerts shows).",
+    "is_acknowledged": "True when the alert was acknowledged (ml_alert_acknowledgements) at the last model run; "
+    "acknowledgements made in the dashboard since then are in the application-state store.",
+} | {name: PROFILE_COMMENTS[name] for name in FILTER_DIMENSIONS}
+
+
+def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create each fact mart whose model table exists, from it and ``mart_customer_profile``."""
+    dimensions = ", ".join(f"p.{name}" for name in FILTER_DIMENSIONS)
+    for mart in FACT_MARTS:
+        con.execute(f"DROP TABLE IF EXISTS {mart.name}")
+        if not _exists(con, mart.source) or (
+            mart.source == "ml_alerts" and not _exists(con, "ml_alert_acknowledgements")
+        ):
+            continue
+        # Sorted by customer, like the profile: a customer's rows sit together for a lookup by id.
+        con.execute(
+            f"CREATE TABLE {mart.name} AS SELECT f.*, {dimensions} FROM ({mart.rows}) f "
+            f"JOIN {PROFILE} p USING (customer_id) ORDER BY f.customer_id"
+        )
+        source_comments = dict(
+            con.execute(
+                "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ? AND comment IS NOT NULL",
+                [mart.source],
+            ).fetchall()
+        )
+        present = _columns(con, mart.name)
+        comments = source_comments | FACT_MART_COMMENTS
+        comment_table(con, mart.name, mart.grain)
+        comment_columns(con, mart.name, {column: comments[column] for column in present if column in comments})
 
 
 def build_customer_months(con: duckdb.DuckDBPyConnection) -> None:

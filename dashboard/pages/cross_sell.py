@@ -2,7 +2,8 @@
 
 The penetration heatmap is the run's baseline per persona (it is not filtered: a share of a
 persona is a property of the whole persona). The headline figures, the campaign mix and the
-offers table follow the global filters; with none set the mix comes from ``ml_campaign_mix``
+offers table follow the global filters (offers are read from ``mart_offers``, which carries each
+customer's filter dimensions); with none set the mix comes from ``ml_campaign_mix``
 without touching the offers. Credit offers that risk held back are counted by the model run only
 (``ml_model_runs.metrics``), not per customer, so that figure is always the whole book's.
 Clicking a heatmap cell or a mix bar filters every page to the persona and this page's table to
@@ -36,10 +37,7 @@ MEASURES = {"first_choice": "lead offers", "offers": "all offers"}
 HIDDEN, SHOWN = {"display": "none"}, {}
 
 #: The latest run's offers under the global filters.
-OFFERS = (
-    "FROM ml_recommendations r JOIN mart_customer_profile p USING (customer_id) "
-    f"WHERE r.run_id = {LATEST_RUN} AND {filters.FILTERED}"
-)
+OFFERS = f"FROM mart_offers r WHERE {filters.condition('r')}"
 
 register(
     cross_sell_run="SELECT run_id, finished_at, parameters, metrics FROM ml_model_runs "
@@ -51,7 +49,7 @@ register(
     cross_sell_mix_run="SELECT coalesce(segment_key, 'unassigned') AS segment_key, product, product_name, "
     f"customers AS offers, first_choice FROM ml_campaign_mix WHERE run_id = {LATEST_RUN}",
     # Every customer with offers has exactly one offer of priority 1, so first_choice also counts customers.
-    cross_sell_mix_filtered="SELECT p.persona_key AS segment_key, r.product, any_value(r.product_name) AS product_name, "
+    cross_sell_mix_filtered="SELECT r.persona_key AS segment_key, r.product, any_value(r.product_name) AS product_name, "
     f"count(*) AS offers, count(*) FILTER (r.priority = 1) AS first_choice {OFFERS} GROUP BY ALL",
 )
 
@@ -59,7 +57,7 @@ TABLE = PagedTable(
     name="cross-sell-offers",
     # One offer per customer and priority (1, 2, 3, ...; far below 1,000): together they name a row.
     key="r.customer_id * 1000 + r.priority",
-    select="r.customer_id, p.persona_key, p.persona_name, p.grade, r.product, r.product_name, r.priority, "
+    select="r.customer_id, r.persona_key, r.persona_name, r.grade, r.product, r.product_name, r.priority, "
     "r.reason, r.is_credit_offer",
     from_where=f"{OFFERS} AND (len($offered) = 0 OR list_contains($offered, r.product))",
     columns=(
@@ -79,8 +77,8 @@ TABLE = PagedTable(
         ("customer_id", "r.customer_id"),
         ("priority", "r.priority"),
         ("product_name", "r.product_name"),
-        ("grade", "p.grade"),
-        ("persona_name", "p.persona_name"),
+        ("grade", "r.grade"),
+        ("persona_name", "r.persona_name"),
     ),
 )
 
@@ -308,6 +306,8 @@ def layout(product: str | None = None, **_query: str) -> html.Div:
         run = latest_run(data)
         if run is None:
             return ui.unavailable(absent_sentence(data))
+        if not data.has("mart_offers"):
+            return ui.outdated("mart_offers", "segrisk train cross-sell")
         products = data.query("cross_sell_products")
     except SegriskError as exc:
         return ui.failed(exc)

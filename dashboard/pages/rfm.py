@@ -1,7 +1,7 @@
 """RFM: how recently, how often and how much customers buy, in the standard named segments.
 
-Everything follows the global filters: the latest RFM run's scores (``ml_rfm``) are joined to
-``mart_customer_profile``. Segment sizes, the R x F grid and the cluster counts come from one
+Everything follows the global filters: the latest RFM run's scores are read from ``mart_rfm``,
+which carries each customer's filter dimensions beside them. Segment sizes, the R x F grid and the cluster counts come from one
 grouped query (the named segment is a function of the R and F scores, so the 25 grid cells add
 up to the segments); the medians and quartiles are computed in SQL, so no customer's values
 travel to the browser. Only customers with transactions have RFM scores.
@@ -60,17 +60,15 @@ SPREAD = (
     "quantile_cont(r.rfm_frequency, [0.25, 0.5, 0.75]) AS frequency, "
     "quantile_cont(r.rfm_monetary, [0.25, 0.5, 0.75]) AS monetary"
 )
-#: A run's scores of the customers the global filters keep. The run id is bound rather than looked
-#: up in a subquery: with a subquery DuckDB misjudged the join's sides once a sample was added.
-SCORED = (
-    f"FROM ml_rfm r JOIN mart_customer_profile p USING (customer_id) WHERE r.run_id = $run_id AND {filters.FILTERED}"
-)
+#: A run's scores of the customers the global filters keep (the RFM mart holds the latest run's
+#: scores with each customer's filter dimensions; the run id guards against a stale mart).
+SCORED = f"FROM mart_rfm r WHERE r.run_id = $run_id AND {filters.condition('r')}"
 
 register_scoped(
     rfm_spread=f"{SPREAD} {SCORED} GROUP BY ALL",
     # Quartiles sort every value of their group: from 2 x SPREAD_SAMPLE customers on they come from a
     # fixed 1-in-$modulus sample, a quarter of the time at a million customers for quartiles that move
-    # by a hair. A separate query, as the sample's condition can change the join's plan for the worse.
+    # by a hair.
     rfm_spread_sampled=f"{SPREAD} {SCORED} AND hash(r.customer_id) % $modulus::UBIGINT = 0 GROUP BY ALL",
 )
 
@@ -78,9 +76,7 @@ register(
     rfm_run="SELECT run_id, finished_at, parameters FROM ml_model_runs WHERE model_kind = 'rfm' "
     "ORDER BY finished_at DESC LIMIT 1",
     rfm_cells=f"{CELLS} {SCORED} GROUP BY ALL ORDER BY ALL",
-    # With no filter the join keeps every scored customer (the profile has every customer), so it is
-    # left out: half the time at a million customers.
-    rfm_cells_all=f"{CELLS} FROM ml_rfm r WHERE r.run_id = $run_id GROUP BY ALL ORDER BY ALL",
+    rfm_cells_all=f"{CELLS} FROM mart_rfm r WHERE r.run_id = $run_id GROUP BY ALL ORDER BY ALL",
     rfm_clusters="SELECT cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
     "centroid_monetary FROM ml_rfm_clusters WHERE run_id = $run_id ORDER BY cluster_id",
 )
@@ -88,7 +84,7 @@ register(
 TABLE = PagedTable(
     name="rfm-customers",
     key="r.customer_id",
-    select="r.customer_id, p.persona_name, p.grade, r.segment, r.cluster_name, r.rfm_cell, r.rfm_recency_days, "
+    select="r.customer_id, r.persona_name, r.grade, r.segment, r.cluster_name, r.rfm_cell, r.rfm_recency_days, "
     "r.rfm_frequency, r.rfm_monetary",
     from_where=f"{SCORED} AND (len($segments) = 0 OR list_contains($segments, r.segment))",
     columns=(
@@ -378,6 +374,8 @@ def layout(segment: str | None = None, **_query: str) -> html.Div:
         run = latest_run(data)
         if run is None:
             return ui.unavailable(absent_sentence(data))
+        if not data.has("mart_rfm"):
+            return ui.outdated("mart_rfm", "segrisk train rfm")
     except SegriskError as exc:
         return ui.failed(exc)
     as_of = run["parameters"].get("as_of")

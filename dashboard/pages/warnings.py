@@ -1,6 +1,7 @@
 """Early warnings: the alerts of the latest run, counted by rule and over time, paged, acknowledged.
 
-Alerts are joined to ``mart_customer_profile`` so the global filters apply. An acknowledgement goes
+Alerts are read from ``mart_alerts``, which carries each customer's filter dimensions, so the
+global filters apply without a join. An acknowledgement goes
 to the application-state store at once and shows here at once; the warehouse gets it at the next
 model run.
 """
@@ -25,8 +26,7 @@ dash.register_page(__name__, path="/warnings", name="Early warnings", order=3)
 
 #: Alerts under the global filters and this page's own (rule, severity, open or all).
 ALERTS = (
-    "FROM ml_latest_alerts a JOIN mart_customer_profile p USING (customer_id) "
-    f"WHERE {filters.FILTERED} "
+    f"FROM mart_alerts a WHERE a.in_latest_run AND {filters.condition('a')} "
     "AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
     "AND (len($severities) = 0 OR list_contains($severities, a.severity)) "
     "AND ($status = 'all' OR NOT (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)))"
@@ -36,15 +36,14 @@ register_scoped(
     warnings_by_rule=f"SELECT a.rule_label, a.severity, count(*) AS alerts {ALERTS} GROUP BY ALL ORDER BY ALL",
     # Every run's alerts, not just the latest: the history a risk manager reads the trend from.
     warnings_by_period="SELECT a.period, a.rule_label, count(DISTINCT a.alert_id) AS alerts "
-    "FROM ml_alerts a JOIN mart_customer_profile p USING (customer_id) "
-    f"WHERE {filters.FILTERED} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
+    f"FROM mart_alerts a WHERE {filters.condition('a')} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
     "AND (len($severities) = 0 OR list_contains($severities, a.severity)) GROUP BY ALL ORDER BY ALL",
 )
 
 register(
-    warnings_rules="SELECT DISTINCT rule, rule_label FROM ml_latest_alerts ORDER BY rule",
-    warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules "
-    "WHERE run_id = (SELECT max(run_id) FROM ml_latest_alerts) ORDER BY rule",
+    warnings_rules="SELECT DISTINCT rule, rule_label FROM mart_alerts WHERE in_latest_run ORDER BY rule",
+    warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules WHERE run_id = (SELECT run_id "
+    "FROM ml_model_runs WHERE model_kind = 'warnings' ORDER BY finished_at DESC LIMIT 1) ORDER BY rule",
 )
 
 
@@ -59,7 +58,7 @@ def acknowledge_cell(row: dict) -> object:
 TABLE = PagedTable(
     name="warnings-alerts",
     key="a.alert_id",
-    select="a.alert_id, a.customer_id, p.persona_key, p.grade, a.rule_label, a.value, a.threshold, a.severity, "
+    select="a.alert_id, a.customer_id, a.persona_key, a.grade, a.rule_label, a.value, a.threshold, a.severity, "
     "a.period, (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)) AS acknowledged",
     from_where=ALERTS,
     columns=(
@@ -142,6 +141,8 @@ def layout(**_query: str) -> html.Div:
                 "No early warnings in this warehouse: it has no periodic snapshots, or `segrisk train warnings` "
                 "has not run."
             )
+        if not data.has("mart_alerts"):
+            return ui.outdated("mart_alerts", "segrisk train warnings")
         rules = data.query("warnings_rules")
         statuses = data.query("warnings_rule_status")
     except SegriskError as exc:

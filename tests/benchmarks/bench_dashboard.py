@@ -81,6 +81,27 @@ class CallbackTimer:
                 one_at_a_time.release()
 
 
+def time_queries() -> dict[str, list[float]]:
+    """Wrap the dashboard's query runner to time every named query (a filtered query and its unfiltered
+    twin count apart)."""
+    from dashboard.data import WarehouseReader
+
+    seconds: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+    run = WarehouseReader.query
+
+    def timed(self, query_name: str, /, **params: object):  # noqa: ANN001, ANN202
+        started = time.perf_counter()
+        try:
+            return run(self, query_name, **params)
+        finally:
+            with lock:
+                seconds[query_name].append(time.perf_counter() - started)
+
+    WarehouseReader.query = timed
+    return seconds
+
+
 def _callback_name(output: str) -> str:
     """A readable name from Dash's output spec ("..a.b...c.d.." -> "a.b + c.d")."""
     parts = [p for p in output.strip(".").split("...") if p]
@@ -148,6 +169,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
+        "--queries", action="store_true", help="also time each named query (where a callback's time goes)"
+    )
+    parser.add_argument(
         "--serial", action="store_true", help="run callbacks one at a time (each timed alone, not sharing the cores)"
     )
     args = parser.parse_args()
@@ -162,6 +186,7 @@ def main() -> None:
     from dashboard.app import create_app, warm
 
     app = create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash(PASSWORD))})
+    query_seconds = time_queries() if args.queries else None
     timer = CallbackTimer(app.server, serial=args.serial)
     warm()  # as `segrisk serve` does at start
     server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
@@ -189,8 +214,19 @@ def main() -> None:
     print("\nPage usable after navigation (s): median / p95 / worst")
     for path, seconds in usable.items():
         print(f"  {path:<14} {statistics.median(seconds):.2f} / {percentile(seconds, 0.95):.2f} / {max(seconds):.2f}")
+    queries = []
+    if query_seconds is not None:
+        print(f"\nNamed queries (ms): {'name':<52} {'calls':>6} {'median':>8} {'p95':>8} {'worst':>8}")
+        for name, seconds in sorted(query_seconds.items(), key=lambda item: -percentile(item[1], 0.95)):
+            ms = [s * 1000 for s in seconds]
+            queries.append(
+                {"query": name, "calls": len(ms), "median_ms": statistics.median(ms), "p95_ms": percentile(ms, 0.95)}
+            )
+            print(
+                f"  {name[:70]:<70} {len(ms):>6} {statistics.median(ms):>8.1f} {percentile(ms, 0.95):>8.1f} {max(ms):>8.1f}"
+            )
     (args.work / f"bench-dashboard{'-serial' if args.serial else ''}.json").write_text(
-        json.dumps({"callbacks": rows, "usable_s": usable}, indent=1)
+        json.dumps({"callbacks": rows, "usable_s": usable, "queries": queries}, indent=1)
     )
 
 
