@@ -155,3 +155,48 @@ def test_fact_marts_hold_the_latest_rows_with_the_profiles_dimensions(full_db: P
     assert mart_rows == source_rows > 0
     assert differing == 0
     assert uncommented == 0
+
+
+def test_the_customer_cube_adds_up_to_the_profile_under_any_filter(full_db: Path) -> None:
+    """Counts and rates read from the cube equal those counted over the profile's million-row grain."""
+    from dashboard import filters
+
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        grade, persona, product = con.execute(
+            "SELECT grade, persona_key, products[1] FROM mart_customer_profile WHERE len(products) > 0 "
+            "ORDER BY customer_id LIMIT 1"
+        ).fetchone()
+        for chosen in ({}, {"grade": [grade]}, {"persona": [persona], "product": [product]}):
+            params = filters.params(chosen)
+            from_cube = con.execute(
+                "SELECT sum(customers), sum(defaulted) / sum(known_outcomes), sum(automated) / sum(decided), "
+                f"sum(pd_sum) / sum(scored), sum(open_alerts) FROM {filters.CUBE} p WHERE {filters.FILTERED}",
+                params,
+            ).fetchone()
+            from_profile = con.execute(
+                "SELECT count(*), avg(is_defaulted::INT), avg((decision <> 'review')::INT), avg(pd), "
+                f"sum(open_alerts) FROM mart_customer_profile p WHERE {filters.FILTERED}",
+                params,
+            ).fetchone()
+            assert from_cube[0] == from_profile[0] > 0
+            assert from_cube[1:4] == pytest.approx(from_profile[1:4])
+            assert from_cube[4] == from_profile[4]
+
+
+def test_the_persona_map_sample_is_the_first_customers_by_hash(full_db: Path) -> None:
+    """The map's stored order makes "the first N meeting the filter" the hash-ordered sample."""
+    from dashboard import filters
+
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        grade = con.execute("SELECT grade FROM mart_customer_profile GROUP BY ALL ORDER BY count(*) DESC").fetchone()
+        params = filters.params({"grade": [grade[0]]})
+        sampled = con.execute(
+            f"SELECT customer_id FROM mart_persona_map p WHERE {filters.FILTERED} LIMIT 300", params
+        ).fetchall()
+        by_hash = con.execute(
+            f"SELECT customer_id FROM mart_customer_profile p WHERE {filters.FILTERED} AND pca_x IS NOT NULL "
+            "ORDER BY hash(customer_id), customer_id LIMIT 300",
+            params,
+        ).fetchall()
+    assert len(sampled) == 300
+    assert sampled == by_hash

@@ -165,7 +165,9 @@ FACT_MARTS = (
         "One row per early-warning alert of every warnings run (as ml_alerts), with whether it is of the latest "
         "run, whether it was acknowledged when the model last ran, and the customer's filter dimensions now.",
         "SELECT f.*, f.run_id = " + _LATEST.format(kind="warnings") + " AS in_latest_run, "
-        "f.alert_id IN (SELECT alert_id FROM ml_alert_acknowledgements) AS is_acknowledged FROM ml_alerts f",
+        "row_number() OVER (PARTITION BY f.alert_id ORDER BY r.finished_at DESC) = 1 AS is_newest_of_alert, "
+        "f.alert_id IN (SELECT alert_id FROM ml_alert_acknowledgements) AS is_acknowledged "
+        "FROM ml_alerts f JOIN ml_model_runs r USING (run_id)",
     ),
     FactMart(
         "mart_offers",
@@ -183,13 +185,18 @@ FACT_MARTS = (
 )
 FACT_MART_COMMENTS = {
     "in_latest_run": "True for the alerts of the latest warnings run (those ml_latest_alerts shows).",
+    "is_newest_of_alert": "True on one row per alert_id, that of the newest run that raised it: counting these "
+    "counts each alert once across runs.",
     "is_acknowledged": "True when the alert was acknowledged (ml_alert_acknowledgements) at the last model run; "
     "acknowledgements made in the dashboard since then are in the application-state store.",
 } | {name: PROFILE_COMMENTS[name] for name in FILTER_DIMENSIONS}
 
 
 def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create each fact mart whose model table exists, from it and ``mart_customer_profile``."""
+    """(Re)create the customer cube, the persona map, and each fact mart whose model table exists,
+    from ``mart_customer_profile`` (call after :func:`refresh_customer_profile`)."""
+    refresh_customer_cube(con)
+    refresh_persona_map(con)
     dimensions = ", ".join(f"p.{name}" for name in FILTER_DIMENSIONS)
     for mart in FACT_MARTS:
         con.execute(f"DROP TABLE IF EXISTS {mart.name}")
@@ -212,6 +219,73 @@ def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
         comments = source_comments | FACT_MART_COMMENTS
         comment_table(con, mart.name, mart.grain)
         comment_columns(con, mart.name, {column: comments[column] for column in present if column in comments})
+
+
+CUBE = "mart_customer_cube"
+CUBE_GRAIN = (
+    "One row per combination of persona, age band, region, risk grade and set of products held, with the "
+    "number of customers and the sums the dashboard's headline figures need: every count and rate of "
+    "mart_customer_profile under any global filter, from some 30,000 rows instead of a million."
+)
+CUBE_COMMENTS = {name: PROFILE_COMMENTS[name] for name in FILTER_DIMENSIONS} | {
+    "customers": "Customers in the combination.",
+    "known_outcomes": "Customers with a known default outcome (is_defaulted not NULL).",
+    "defaulted": "Customers who defaulted.",
+    "scored": "Customers with a PD (scored by the latest risk run).",
+    "pd_sum": "Sum of their PDs (pd_sum / scored is the mean PD).",
+    "decided": "Customers with an approval decision.",
+    "automated": "Customers decided without manual review (approve or decline).",
+    "approved": "Customers the policy approves.",
+    "open_alerts": "Sum of the customers' open early-warning alerts (as in mart_customer_profile.open_alerts).",
+}
+
+
+def refresh_customer_cube(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``mart_customer_cube`` from ``mart_customer_profile``."""
+    con.execute(f"DROP TABLE IF EXISTS {CUBE}")
+    con.execute(
+        f"""
+        CREATE TABLE {CUBE} AS
+        SELECT persona_key, persona_name, age_band, region, grade, products,
+            count(*) AS customers,
+            count(is_defaulted) AS known_outcomes,
+            count_if(is_defaulted) AS defaulted,
+            count(pd) AS scored,
+            sum(pd) AS pd_sum,
+            count(decision) AS decided,
+            count_if(decision <> 'review') AS automated,
+            count_if(decision = 'approve') AS approved,
+            sum(open_alerts)::BIGINT AS open_alerts
+        FROM {PROFILE}
+        GROUP BY ALL
+        ORDER BY ALL
+        """
+    )
+    comment_table(con, CUBE, CUBE_GRAIN)
+    comment_columns(con, CUBE, CUBE_COMMENTS)
+
+
+MAP = "mart_persona_map"
+MAP_GRAIN = (
+    "One row per customer placed on the persona map (with 2-D coordinates), in the order of a hash of the "
+    "customer id: the first rows meeting a filter are a fixed random sample of the customers it keeps, which "
+    "a scan stops reading as soon as it has enough."
+)
+MAP_COMMENTS = {
+    name: PROFILE_COMMENTS[name]
+    for name in ("customer_id", "persona_key", "pca_x", "pca_y", "age_band", "region", "grade", "products")
+}
+
+
+def refresh_persona_map(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``mart_persona_map`` from ``mart_customer_profile``."""
+    con.execute(f"DROP TABLE IF EXISTS {MAP}")
+    con.execute(
+        f"CREATE TABLE {MAP} AS SELECT {', '.join(MAP_COMMENTS)} FROM {PROFILE} "
+        "WHERE pca_x IS NOT NULL ORDER BY hash(customer_id), customer_id"
+    )
+    comment_table(con, MAP, MAP_GRAIN)
+    comment_columns(con, MAP, MAP_COMMENTS)
 
 
 def build_customer_months(con: duckdb.DuckDBPyConnection) -> None:

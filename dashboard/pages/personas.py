@@ -43,17 +43,16 @@ register(
     personas_summary="SELECT segment_key, persona_name, description, archetype, strategy, manual_underwriting, "
     "customers, share, top_features FROM ml_latest_segment_summary ORDER BY segment_id",
     personas_run_names="SELECT segment_key, persona_name FROM ml_segment_summary WHERE run_id = $run_id",
-    # Sample first on the profile (a top-N by hash: deterministic, and a customer shown unfiltered
-    # stays shown when a filter keeps them), then fetch only those customers' coordinates. Ties of a
-    # 64-bit hash among customer ids are too rare to need a tiebreak, which would cost a third more.
-    # The map's coordinates sit in the profile mart: one scan, no join to the segments of every run.
+    # A sample: the first customers in the order of a hash of their id (deterministic, and a customer
+    # shown unfiltered stays shown when a filter keeps them). mart_persona_map is stored in that order,
+    # so the first rows meeting the filters are the sample, and the scan stops once it has them.
     personas_scatter="SELECT customer_id, segment_key, pca_x, pca_y FROM (SELECT p.customer_id, "
-    "p.persona_key AS segment_key, p.pca_x, p.pca_y FROM mart_customer_profile p "
-    f"WHERE {filters.FILTERED} AND p.pca_x IS NOT NULL ORDER BY hash(p.customer_id) LIMIT $limit) "
-    "ORDER BY customer_id",
-    personas_figures="SELECT p.persona_key, count(*) AS customers, avg(p.pd) AS mean_pd, "
-    "avg(p.is_defaulted::INT) AS default_rate, sum(p.open_alerts) AS open_alerts "
-    f"FROM mart_customer_profile p WHERE {filters.FILTERED} GROUP BY ALL",
+    "p.persona_key AS segment_key, p.pca_x, p.pca_y FROM mart_persona_map p "
+    f"WHERE {filters.FILTERED} LIMIT $limit) ORDER BY customer_id",
+    personas_figures="SELECT p.persona_key, sum(p.customers)::BIGINT AS customers, "
+    "sum(p.pd_sum) / nullif(sum(p.scored), 0) AS mean_pd, "
+    "sum(p.defaulted) / nullif(sum(p.known_outcomes), 0) AS default_rate, sum(p.open_alerts) AS open_alerts "
+    f"FROM {filters.CUBE} p WHERE {filters.FILTERED} GROUP BY ALL",
     # Acknowledged on the dashboard since the last model run: not yet in the profile's counts.
     personas_acknowledged_since="SELECT p.persona_key, count(*) AS acknowledged FROM ml_latest_alerts a "
     f"JOIN mart_customer_profile p USING (customer_id) WHERE {filters.FILTERED} AND NOT a.is_acknowledged "
