@@ -35,8 +35,9 @@ ALERTS = (
 register_scoped(
     warnings_by_rule=f"SELECT a.rule_label, a.severity, count(*) AS alerts {ALERTS} GROUP BY ALL ORDER BY ALL",
     # Every run's alerts, not just the latest: the history a risk manager reads the trend from.
-    warnings_by_period="SELECT a.period, a.rule_label, count(DISTINCT a.alert_id) AS alerts "
-    f"FROM mart_alerts a WHERE {filters.condition('a')} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
+    # An alert raised again by a later run counts once, as its newest run saw it.
+    warnings_by_period="SELECT a.period, a.rule_label, count(*) AS alerts "
+    f"FROM mart_alerts a WHERE a.is_newest_of_alert AND {filters.condition('a')} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
     "AND (len($severities) = 0 OR list_contains($severities, a.severity)) GROUP BY ALL ORDER BY ALL",
 )
 
