@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 
 import duckdb
@@ -54,6 +55,63 @@ QUERIES: dict[str, str] = {
 }
 
 
+#: Memory the answers cache may hold, in MB (``SEGRISK_QUERY_CACHE_MB``; 0 turns it off).
+CACHE_MB_ENV = "SEGRISK_QUERY_CACHE_MB"
+DEFAULT_CACHE_MB = 256
+#: Answers larger than this are not kept (a CSV download is read once).
+CACHE_MAX_ROWS = 20_000
+
+
+class AnswerCache:
+    """Answers of named queries, least recently used first out, within a memory budget.
+
+    The warehouse file never changes while it is open (a rebuild or retrain swaps in a new file),
+    so a query's answer is a function of the file, the query and its parameters: an answer is
+    kept under all three and is right until the file is swapped, when the cache is emptied. Risk
+    managers return to the same views all day; the second look costs nothing.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget = budget_bytes
+        self._answers: OrderedDict[tuple, pl.DataFrame] = OrderedDict()
+        self._bytes = 0
+        self._stamp: object = None
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(query_name: str, params: dict[str, object]) -> tuple:
+        frozen = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+        return query_name, frozen
+
+    def get(self, stamp: object, key: tuple) -> pl.DataFrame | None:
+        with self._lock:
+            if stamp != self._stamp:
+                self._answers.clear()
+                self._bytes, self._stamp = 0, stamp
+            found = self._answers.get(key)
+            if found is None:
+                self.misses += 1
+                return None
+            self._answers.move_to_end(key)
+            self.hits += 1
+            # A copy shares the data (Polars is copy-on-write): a caller changing it can't change the cache.
+            return found.clone()
+
+    def put(self, stamp: object, key: tuple, answer: pl.DataFrame) -> None:
+        size = answer.estimated_size()
+        if answer.height > CACHE_MAX_ROWS or size > self.budget:
+            return
+        with self._lock:
+            if stamp != self._stamp or key in self._answers:
+                return
+            self._answers[key] = answer.clone()
+            self._bytes += size
+            while self._bytes > self.budget:
+                _, dropped = self._answers.popitem(last=False)
+                self._bytes -= dropped.estimated_size()
+
+
 def register(**named: str) -> None:
     """Add a page's named queries. Names are unique across the dashboard; a clash is a programming error."""
     clashes = sorted(set(named) & set(QUERIES))
@@ -65,8 +123,11 @@ def register(**named: str) -> None:
 class WarehouseReader:
     """Named, parameterised, read-only queries on one warehouse file, safe across threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, cache_mb: float | None = None) -> None:
         self.path = path
+        if cache_mb is None:
+            cache_mb = float(os.environ.get(CACHE_MB_ENV) or DEFAULT_CACHE_MB)
+        self.cache = AnswerCache(int(cache_mb * 1024 * 1024)) if cache_mb > 0 else None
         self._idle = threading.Condition()
         self._active = 0
         self._con: duckdb.DuckDBPyConnection | None = None
@@ -83,7 +144,8 @@ class WarehouseReader:
             ) from exc
         return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
+    def _cursor(self) -> tuple[duckdb.DuckDBPyConnection, tuple[int, int, int]]:
+        """A cursor on the open file (reopened first if the file was swapped), and that file's stamp."""
         stamp = self._file_stamp()
         with self._idle:
             if self._con is None or stamp != self._stamp:
@@ -98,7 +160,7 @@ class WarehouseReader:
             self._active += 1
             # A cursor is a connection of its own to the same database: one per query keeps
             # threads from sharing a result set.
-            return self._con.cursor()
+            return self._con.cursor(), self._stamp
 
     def _release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.close()
@@ -107,15 +169,23 @@ class WarehouseReader:
             self._idle.notify_all()
 
     def query(self, query_name: str, /, **params: object) -> pl.DataFrame:
-        """Run the named query with ``params`` bound; a DuckDB failure becomes one sentence."""
+        """Run the named query with ``params`` bound; a DuckDB failure becomes one sentence.
+
+        An answer already given on this file is answered from the cache (see AnswerCache)."""
         sql = QUERIES[query_name]
-        cursor = self._cursor()
+        cursor, stamp = self._cursor()
+        key = AnswerCache.key(query_name, params) if self.cache is not None else None
         try:
-            return cursor.sql(sql, params=params or None).pl()
+            if key is not None and (cached := self.cache.get(stamp, key)) is not None:
+                return cached
+            answer = cursor.sql(sql, params=params or None).pl()
         except duckdb.Error as exc:
             raise WarehouseError(f"The dashboard's query '{query_name}' failed: {first_line(exc)}") from exc
         finally:
             self._release(cursor)
+        if key is not None:
+            self.cache.put(stamp, key, answer)
+        return answer
 
     def has(self, name: str) -> bool:
         """True when the warehouse has a table or view of that name (pages without data say so).

@@ -43,7 +43,7 @@ def test_values_are_bound_never_formatted(trained: Path) -> None:
 
 def test_reader_is_read_only(trained: Path) -> None:
     reader = WarehouseReader(trained)
-    cursor = reader._cursor()
+    cursor, _stamp = reader._cursor()
     try:
         with pytest.raises(duckdb.Error):
             cursor.execute("CREATE TABLE hacked AS SELECT 1")
@@ -75,6 +75,23 @@ def test_a_retrain_is_picked_up_without_restart(trained: Path, tmp_path: Path) -
     assert errors == []
     assert reader.query("latest_run", kind="risk").item(0, "run_id") == run.run_id != before
     assert reader.reopened >= 1
+
+
+def test_answers_are_cached_per_file_and_forgotten_when_it_is_swapped(trained: Path, tmp_path: Path) -> None:
+    db = _copy(trained, tmp_path)
+    reader = WarehouseReader(db, cache_mb=16)
+    first = reader.query("customer", customer_id=2)
+    again = reader.query("customer", customer_id=2)
+    other = reader.query("customer", customer_id=3)
+    assert again.equals(first) and not other.equals(first)
+    assert (reader.cache.hits, reader.cache.misses) == (1, 2)
+    again.drop_in_place("customer_id")  # a caller changing its answer does not change the cache
+    assert reader.query("customer", customer_id=2).equals(first)
+    before = reader.query("latest_run", kind="risk").item(0, "run_id")
+    run = train_risk(db, seed=1)  # swaps in a new file
+    assert reader.query("latest_run", kind="risk").item(0, "run_id") == run.run_id != before
+    uncached = WarehouseReader(db, cache_mb=0)
+    assert uncached.cache is None and uncached.query("customer", customer_id=2).height == 1
 
 
 def test_missing_warehouse_is_one_sentence(tmp_path: Path) -> None:
