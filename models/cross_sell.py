@@ -205,6 +205,17 @@ MIX_COMMENTS = {
 }
 PENETRATION_GRAIN = "One row per persona per held product per cross-sell run: how many customers hold it."
 RECOMMENDATIONS_GRAIN = "One row per recommended product per customer per cross-sell run."
+WITHHELD_GRAIN = (
+    "One row per credit product of a customer's persona list that risk withheld from them, per cross-sell run "
+    "(blocked grade or open early-warning alert): what the campaign does not send."
+)
+WITHHELD_COMMENTS = {
+    "customer_id": "Customer key, as in customers.",
+    "run_id": "The cross-sell run (ml_model_runs.run_id).",
+    "product": "The credit product withheld (a has_* flag of customers, without the prefix).",
+    "blocked_by_grade": "True when the customer's risk grade is one that gets no new credit.",
+    "blocked_by_alert": "True when the customer has an open early-warning alert.",
+}
 MIX_GRAIN = "One row per persona per recommended product per cross-sell run: the campaign's size."
 
 
@@ -216,6 +227,8 @@ class CrossSellResult:
     recommendations: pl.DataFrame
     mix: pl.DataFrame
     metrics: dict
+    #: Credit offers risk withheld, per customer and product (ml_credit_withheld).
+    withheld: pl.DataFrame | None = None
 
 
 # -- inputs ---------------------------------------------------------------------------------
@@ -595,6 +608,7 @@ def run_cross_sell(
         recommendations=recommendations,
         mix=campaign_mix(recommendations, personas),
         metrics=metrics,
+        withheld=withheld,
     )
 
 
@@ -604,8 +618,9 @@ def write_cross_sell(
     penetration: pl.DataFrame,
     recommendations: pl.DataFrame,
     mix: pl.DataFrame,
+    withheld: pl.DataFrame | None = None,
 ) -> None:
-    """Append a cross-sell run's three tables, each row carrying the run id."""
+    """Append a cross-sell run's tables (and, when given, the credit it withheld), each row carrying the run id."""
     run = pl.lit(run_id, pl.String).alias("run_id")
     append_table(
         con,
@@ -628,3 +643,11 @@ def write_cross_sell(
         MIX_GRAIN,
         MIX_COMMENTS,
     )
+    if withheld is not None:
+        append_table(
+            con,
+            "ml_credit_withheld",
+            withheld.with_columns(run).select(list(WITHHELD_COMMENTS)),
+            WITHHELD_GRAIN,
+            WITHHELD_COMMENTS,
+        )

@@ -223,6 +223,85 @@ class PolicyOutcome:
 ADVERSE_IMPACT_LIMIT = 0.8
 
 
+@dataclass
+class PolicyCells:
+    """The population folded into cells of (whole score point, persona, which review rules fire), with
+    each cell's customers, PD sum and PD x exposure sum: a what-if on whole-point cut-offs and rule
+    toggles then sums a few thousand cells instead of a million customers (the policy simulator's
+    slider moves in whole points). ``summarize`` gives what ``PolicyPopulation.evaluate`` gives for
+    the overall and per-persona figures."""
+
+    floor_score: np.ndarray  # per cell
+    persona_code: np.ndarray
+    review_bits: np.ndarray  # bit 0: persona flagged for manual underwriting; bit i+1: rule i fires
+    customers: np.ndarray
+    pd_sum: np.ndarray
+    pd_exposure_sum: np.ndarray
+    persona_names: list[str]
+    rules: tuple[tuple, ...]  # (column, op, value) of the rules the bits stand for
+
+    @classmethod
+    def fold(cls, population: PolicyPopulation, rules: list[ReviewRule]) -> PolicyCells:
+        bits = population.flagged_persona.astype(np.int64)
+        for i, rule in enumerate(rules):
+            bits |= population.rule_mask(rule).astype(np.int64) << (i + 1)
+        frame = (
+            pl.DataFrame(
+                {
+                    "floor_score": np.floor(population.score),
+                    "persona_code": population.persona_code,
+                    "review_bits": bits,
+                    "pd": population.pd,
+                    "pd_exposure": population.pd * population.exposure,
+                }
+            )
+            .group_by("floor_score", "persona_code", "review_bits")
+            .agg(pl.len().alias("customers"), pl.col("pd").sum(), pl.col("pd_exposure").sum())
+        )
+        return cls(
+            floor_score=frame.get_column("floor_score").to_numpy(),
+            persona_code=frame.get_column("persona_code").to_numpy(),
+            review_bits=frame.get_column("review_bits").to_numpy(),
+            customers=frame.get_column("customers").to_numpy().astype(np.int64),
+            pd_sum=frame.get_column("pd").to_numpy(),
+            pd_exposure_sum=frame.get_column("pd_exposure").to_numpy(),
+            persona_names=population.persona_names,
+            rules=tuple((r.column, r.op, r.value) for r in rules),
+        )
+
+    def summarize(self, policy: Policy) -> tuple[dict, list[dict]] | None:
+        """(overall, by persona) as ``PolicyOutcome`` has them; None when a cut-off is not a whole
+        point or the policy's rules are not those folded in (then evaluate the population itself)."""
+        cutoffs = (policy.approve_min_score, policy.decline_below_score)
+        if not all(float(c).is_integer() for c in cutoffs):
+            return None
+        if tuple((r.column, r.op, r.value) for r in policy.rules) != self.rules:
+            return None
+        enabled = int(policy.review_flagged_personas) | sum(
+            1 << (i + 1) for i, rule in enumerate(policy.rules) if rule.enabled
+        )
+        decision = np.where(
+            self.floor_score >= policy.approve_min_score,
+            0,
+            np.where(self.floor_score < policy.decline_below_score, 2, 1),
+        )
+        decision[(self.review_bits & enabled) != 0] = 1
+        personas = len(self.persona_names)
+        cell = self.persona_code.astype(np.int64) * 3 + decision
+        counts = np.bincount(cell, weights=self.customers, minlength=personas * 3).reshape(personas, 3).astype(np.int64)
+        approved, reviewed = decision == 0, decision == 1
+        loss = self.pd_exposure_sum * policy.lgd
+        approved_pd = np.bincount(self.persona_code, weights=self.pd_sum * approved, minlength=personas)
+        approved_loss = np.bincount(self.persona_code, weights=loss * approved, minlength=personas)
+        review_loss = np.bincount(self.persona_code, weights=loss * reviewed, minlength=personas)
+        by_persona = [
+            {"persona_name": name} | _summary(counts[i], approved_pd[i], approved_loss[i], review_loss[i])
+            for i, name in enumerate(self.persona_names)
+        ]
+        overall = _summary(counts.sum(axis=0), approved_pd.sum(), approved_loss.sum(), review_loss.sum())
+        return overall, by_persona
+
+
 def fairness_check(population: PolicyPopulation, approved: np.ndarray) -> list[dict]:
     """Approval rate by sex and age band, and each group's ratio to the most-approved group."""
     rows = []

@@ -387,7 +387,7 @@ def train_cross_sell(db_path: Path, progress: Progress | None = None) -> ModelRu
     run.metrics = result.metrics
 
     def write(con) -> None:  # noqa: ANN001 - a DuckDB connection
-        write_cross_sell(con, run.run_id, result.penetration, result.recommendations, result.mix)
+        write_cross_sell(con, run.run_id, result.penetration, result.recommendations, result.mix, result.withheld)
         run.record(con)
 
     write_back(db_path, write)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_headline_and_mix_follow_the_global_filters(page, full_db_copy: Path) ->
     grade_c = offers_count(full_db_copy, "p.grade = 'C'")
     assert 0 < grade_c < offers_count(full_db_copy)
     assert f"{grade_c:,}" in texts(headline) and sum(sum(bar.x) for bar in figure.data) == grade_c
-    assert "whole book" in texts(headline)  # the held-back count is the run's, and says so
+    assert "customers (Risk grade: C)" in texts(headline)  # the held-back count follows the filter too
 
 
 def test_mix_bars_carry_the_persona_colour(page) -> None:
@@ -173,3 +174,26 @@ def test_says_why_when_there_are_no_offers(build, risk_db: Path, tmp_path: Path)
     untrained = dashboard_page(db, "cross_sell")
     assert "segrisk train cross-sell" in texts(untrained.layout())
     assert "segrisk train cross-sell" in texts(untrained.show_mix({}, "offers")[0])
+
+
+def test_credit_held_back_follows_the_global_filters(page, full_db_copy: Path) -> None:
+    """Unfiltered the card is the run's own count; filtered, the withheld offers of the customers kept."""
+    run_blocked = sql(full_db_copy, f"SELECT metrics FROM ml_model_runs WHERE run_id = {LATEST}").item()
+    headline, *_ = page.show_mix({}, "first_choice")
+    whole_book = int(json.loads(run_blocked)["credit_offers_blocked"])
+    assert whole_book > 0 and f"{whole_book:,}" in texts(headline)
+    grade = sql(
+        full_db_copy,
+        f"SELECT p.grade FROM ml_credit_withheld w JOIN mart_customer_profile p USING (customer_id) "
+        f"WHERE w.run_id = {LATEST} GROUP BY ALL ORDER BY count(*) LIMIT 1",
+    ).item()
+    expected = sql(
+        full_db_copy,
+        "SELECT count(*) AS offers, count(DISTINCT customer_id) AS customers FROM ml_credit_withheld w "
+        f"JOIN mart_customer_profile p USING (customer_id) WHERE w.run_id = {LATEST} AND p.grade = ?",
+        [grade],
+    ).row(0)
+    assert 0 < expected[0] < whole_book
+    headline, *_ = page.show_mix({"grade": [grade]}, "first_choice")
+    shown = texts(headline)
+    assert f"{expected[0]:,}" in shown and f"{expected[1]:,} customers (Risk grade: {grade})" in shown

@@ -14,7 +14,7 @@ import pytest
 from conftest import FIXTURES, SHARED_DATA, Builder, needs_shared_data
 
 from dashboard.cli import main
-from models.policy import Policy, PolicyPopulation, ReviewRule
+from models.policy import Policy, PolicyCells, PolicyPopulation, ReviewRule
 from models.reasons import format_value, label
 from models.risk_store import read_artifact, read_policy
 from models.runs import ModelError
@@ -249,6 +249,45 @@ def test_policy_cutoffs_rules_and_measures_by_hand() -> None:
     assert population.decide(relaxed).tolist() == [0, 0, 1, 2, 0, 2]
     with pytest.raises(ValueError, match="must not be above"):
         Policy(approve_min_score=500, decline_below_score=520)
+
+
+def test_folded_cells_give_what_every_customer_gives_for_whole_point_cutoffs() -> None:
+    rng = np.random.default_rng(7)
+    n = 20_000
+    population = _population(
+        score=list(rng.normal(560, 40, n).round(2)),
+        pd=list(rng.uniform(0.001, 0.6, n)),
+        dti=list(rng.uniform(0, 1.2, n)),
+        flagged=list(rng.uniform(size=n) < 0.1),
+    )
+    rules = [
+        ReviewRule(column="debt_to_income", op=">", value=0.6),
+        ReviewRule(column="loan_amount", op=">=", value=1000),
+    ]
+    cells = PolicyCells.fold(population, rules)
+    assert len(cells.customers) < n / 4 and cells.customers.sum() == n
+    for decline, approve, flagged, enabled in [
+        (527, 550, True, (True, False)),
+        (480, 620, False, (False, False)),
+        (560, 560, True, (True, True)),
+        (400, 700, False, (True, False)),
+    ]:
+        policy = Policy(
+            approve_min_score=approve,
+            decline_below_score=decline,
+            lgd=0.45,
+            review_flagged_personas=flagged,
+            rules=[rule.model_copy(update={"enabled": on}) for rule, on in zip(rules, enabled, strict=True)],
+        )
+        overall, by_persona = cells.summarize(policy)
+        outcome = population.evaluate(policy)
+        assert overall == pytest.approx(outcome.overall, rel=1e-9)
+        for folded, exact in zip(by_persona, outcome.by_persona, strict=True):
+            assert folded.pop("persona_name") == exact["persona_name"]
+            assert folded == pytest.approx({k: v for k, v in exact.items() if k != "persona_name"}, rel=1e-9)
+    half_point = Policy(approve_min_score=550.5, decline_below_score=527, rules=rules)
+    assert cells.summarize(half_point) is None  # not a whole point: every customer is evaluated instead
+    assert cells.summarize(Policy(approve_min_score=550, decline_below_score=527)) is None  # other rules
 
 
 def test_fairness_flags_a_group_below_four_fifths() -> None:

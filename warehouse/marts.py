@@ -46,6 +46,8 @@ PROFILE_COMMENTS = {
     "product_count": "Number of products held.",
     "open_alerts": "Early-warning alerts of the latest run not acknowledged when the model last ran.",
     "offers": "Cross-sell recommendations of the latest run.",
+    "credit_offers_withheld": "Credit products of the customer's persona list that the latest cross-sell run "
+    "withheld (ml_credit_withheld: blocked grade or open alert).",
 }
 
 MONTHS_GRAIN = (
@@ -111,6 +113,13 @@ def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
             "WHERE run_id = (SELECT max(run_id) FROM ml_recommendations) GROUP BY customer_id) o USING (customer_id)"
         )
         offers = "coalesce(o.n, 0)"
+    withheld = "0"
+    if _exists(con, "ml_credit_withheld"):
+        joins.append(
+            "LEFT JOIN (SELECT customer_id, count(*) AS n FROM ml_credit_withheld "
+            "WHERE run_id = (SELECT max(run_id) FROM ml_credit_withheld) GROUP BY customer_id) w USING (customer_id)"
+        )
+        withheld = "coalesce(w.n, 0)"
     con.execute(f"DROP TABLE IF EXISTS {PROFILE}")
     con.execute(
         f"""
@@ -131,7 +140,8 @@ def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
             {product_list}::VARCHAR[] AS products,
             len({product_list})::INTEGER AS product_count,
             {open_alerts}::INTEGER AS open_alerts,
-            {offers}::INTEGER AS offers
+            {offers}::INTEGER AS offers,
+            {withheld}::INTEGER AS credit_offers_withheld
         FROM customers c
         {" ".join(joins)}
         ORDER BY c.customer_id
@@ -237,6 +247,8 @@ CUBE_COMMENTS = {name: PROFILE_COMMENTS[name] for name in FILTER_DIMENSIONS} | {
     "automated": "Customers decided without manual review (approve or decline).",
     "approved": "Customers the policy approves.",
     "open_alerts": "Sum of the customers' open early-warning alerts (as in mart_customer_profile.open_alerts).",
+    "credit_offers_withheld": "Sum of the credit offers the latest cross-sell run withheld from the customers.",
+    "customers_with_credit_withheld": "Customers with at least one credit offer withheld.",
 }
 
 
@@ -255,7 +267,9 @@ def refresh_customer_cube(con: duckdb.DuckDBPyConnection) -> None:
             count(decision) AS decided,
             count_if(decision <> 'review') AS automated,
             count_if(decision = 'approve') AS approved,
-            sum(open_alerts)::BIGINT AS open_alerts
+            sum(open_alerts)::BIGINT AS open_alerts,
+            sum(credit_offers_withheld)::BIGINT AS credit_offers_withheld,
+            count_if(credit_offers_withheld > 0) AS customers_with_credit_withheld
         FROM {PROFILE}
         GROUP BY ALL
         ORDER BY ALL

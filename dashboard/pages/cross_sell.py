@@ -4,8 +4,9 @@ The penetration heatmap is the run's baseline per persona (it is not filtered: a
 persona is a property of the whole persona). The headline figures, the campaign mix and the
 offers table follow the global filters (offers are read from ``mart_offers``, which carries each
 customer's filter dimensions); with none set the mix comes from ``ml_campaign_mix``
-without touching the offers. Credit offers that risk held back are counted by the model run only
-(``ml_model_runs.metrics``), not per customer, so that figure is always the whole book's.
+without touching the offers. Credit offers that risk held back come from the run's metrics for
+the whole book, and from ``mart_customer_cube`` (counted from ``ml_credit_withheld``) under a
+filter.
 Clicking a heatmap cell or a mix bar filters every page to the persona and this page's table to
 the product.
 """
@@ -20,7 +21,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashboard import filters, ui
+from dashboard import filters, page_state, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.paged import Column, PagedTable
 from dashboard.state import persona_names
@@ -46,6 +47,9 @@ register(
     f"customers, holders, share FROM ml_product_penetration WHERE run_id = {LATEST_RUN}",
     cross_sell_products="SELECT DISTINCT product, product_name FROM ml_campaign_mix "
     f"WHERE run_id = {LATEST_RUN} ORDER BY product_name",
+    cross_sell_withheld_filtered="SELECT coalesce(sum(p.credit_offers_withheld), 0)::BIGINT AS offers, "
+    "coalesce(sum(p.customers_with_credit_withheld), 0)::BIGINT AS customers "
+    f"FROM {filters.CUBE} p WHERE {filters.FILTERED}",
     cross_sell_mix_run="SELECT coalesce(segment_key, 'unassigned') AS segment_key, product, product_name, "
     f"customers AS offers, first_choice FROM ml_campaign_mix WHERE run_id = {LATEST_RUN}",
     # Every customer with offers has exactly one offer of priority 1, so first_choice also counts customers.
@@ -262,18 +266,28 @@ def mix_figure(mix: pl.DataFrame, names: dict[str, str], measure: str = "first_c
     return figure
 
 
-def headline_cards(totals: dict[str, int], customers: int, run: dict, global_filters: dict | None) -> dbc.Row:
+def headline_cards(
+    totals: dict[str, int],
+    customers: int,
+    run: dict,
+    global_filters: dict | None,
+    withheld: tuple[int, int] | None = None,
+) -> dbc.Row:
     """Customers with an offer (of ``customers`` under the filters), offers, and the credit risk held
-    back (whole book, from the run)."""
+    back: ``withheld`` (offers, customers) under the filters, else the whole book from the run."""
     metrics = run["metrics"]
     blocked_grades = ", ".join(run["parameters"].get("blocked_grades") or []) or "none"
+    held_back = metrics.get("credit_offers_blocked")
     held_back_note = (
         f"{ui.count(metrics.get('customers_with_credit_blocked'))} customers: "
         f"{ui.count(metrics.get('customers_blocked_by_grade'))} by grade ({blocked_grades}), "
         f"{ui.count(metrics.get('customers_blocked_by_alert'))} by an open alert"
     )
-    if filters.is_filtered(global_filters):
-        held_back_note += "; whole book (the run counts it, not per customer)"
+    if withheld is not None:
+        held_back, withheld_customers = withheld
+        held_back_note = f"{ui.count(withheld_customers)} customers ({filters.describe(global_filters)})"
+    elif filters.is_filtered(global_filters):
+        held_back_note += "; whole book (this warehouse's run counts it, not per customer)"
     offers = totals["offers"]
     cards = [
         ui.headline(
@@ -291,12 +305,16 @@ def headline_cards(totals: dict[str, int], customers: int, run: dict, global_fil
             if offers
             else "",
         ),
-        ui.headline("Credit offers held back by risk", ui.count(metrics.get("credit_offers_blocked")), held_back_note),
+        ui.headline("Credit offers held back by risk", ui.count(held_back), held_back_note),
     ]
     return dbc.Row([dbc.Col(card, md=4, className="mb-3") for card in cards])
 
 
 # -- layout and callbacks --------------------------------------------------------------------------
+
+
+#: The offered products chosen, kept in the address as they are chosen.
+PAGE_STATE = page_state.sync("cross-sell", {"product": "cross-sell-product"})
 
 
 def layout(product: str | None = None, **_query: str) -> html.Div:
@@ -316,6 +334,7 @@ def layout(product: str | None = None, **_query: str) -> html.Div:
     return html.Div(
         [
             html.H2("Cross-sell", className="h4 mb-1"),
+            page_state.store(PAGE_STATE),
             html.P(
                 f"Cross-sell run {run['run_id']}, {run['finished_at']:%Y-%m-%d %H:%M} UTC. Each customer's offers "
                 "follow their persona's strategy, first offer first; risk withholds new credit from "
@@ -409,10 +428,13 @@ def show_mix(global_filters: dict | None, measure: str | None):
             return ui.unavailable(absent_sentence(data)), no_update, HIDDEN, None
         mix = campaign_mix(data, global_filters)
         customers = int(data.query("filtered_count", **filters.params(global_filters)).item())
+        withheld = None
+        if filters.is_filtered(global_filters) and data.has("ml_credit_withheld"):
+            withheld = data.query("cross_sell_withheld_filtered", **filters.params(global_filters)).row(0)
         names = persona_names(data)
     except SegriskError as exc:
         return ui.failed(exc), no_update, HIDDEN, None
-    headline = headline_cards(mix_totals(mix), customers, run, global_filters)
+    headline = headline_cards(mix_totals(mix), customers, run, global_filters, withheld)
     if mix.height == 0:
         return headline, no_update, HIDDEN, ui.unavailable("No offers match the current filters.")
     return headline, mix_figure(mix, names, measure or "first_choice"), SHOWN, None
