@@ -159,15 +159,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_build(summary)
     cmd_train(build_parser().parse_args(["train", "all", "--seed", str(args.seed), "--db", str(summary.db_path)]))
     print(f"Open it with any DuckDB client, e.g.: duckdb -readonly {summary.db_path}")
+    password = _first_admin(summary.db_path)
+    if password is not None:
+        print(
+            f"Sign in as user 'admin' with password {password} (shown once; change it with "
+            f"`segrisk users passwd admin --db {summary.db_path}`)."
+        )
     if args.no_serve:
         return 0
-    if not (os.environ.get("SEGRISK_ADMIN_PASSWORD") or os.environ.get("SEGRISK_USERS")):
-        # A first run has no users yet: make an admin with a random password, shown this once.
-        password = secrets.token_urlsafe(12)
-        os.environ["SEGRISK_ADMIN_PASSWORD"] = password
-        print(f"Sign in as user 'admin' with password {password} (set SEGRISK_ADMIN_PASSWORD to choose your own).")
     serve_args = ["serve", "--db", str(summary.db_path), "--host", args.host, "--port", str(args.port)]
     return cmd_serve(build_parser().parse_args(serve_args))
+
+
+def _first_admin(db_path: Path) -> str | None:
+    """On a first run (no users in the store, none from the environment) add an ``admin`` with a
+    random password and return it; None otherwise."""
+    from warehouse.app_state import AppState, state_path
+
+    access = AppState(state_path(db_path))
+    if os.environ.get("SEGRISK_ADMIN_PASSWORD") or os.environ.get("SEGRISK_USERS") or access.users():
+        return None
+    password = secrets.token_urlsafe(12)
+    access.add_user("admin", "admin", password)
+    return password
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -269,15 +283,18 @@ def _print_personas(db_path: Path) -> None:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
+    from dashboard.auth import audit
     from models.train import set_persona_label
     from warehouse.db import default_db_path
 
     db_path = default_db_path(args.db)
     if args.action == "rename":
         set_persona_label(db_path, args.segment_key, name=args.text)
+        audit("persona_edit", f"{args.segment_key}: renamed to '{args.text}'", db_path=db_path)
         print(f"Renamed {args.segment_key} to '{args.text}'.")
     elif args.action == "strategy":
         set_persona_label(db_path, args.segment_key, strategy=args.text)
+        audit("persona_edit", f"{args.segment_key}: strategy set to '{args.text}'", db_path=db_path)
         print(f"Set the strategy of {args.segment_key}.")
     _print_personas(db_path)
     return 0
@@ -315,6 +332,14 @@ def cmd_policy(args: argparse.Namespace) -> int:
             review_rules=args.review_rule,
             persona_review=False if args.no_persona_review else None,
         )
+        from dashboard.auth import audit
+
+        audit(
+            "policy_edit",
+            f"saved policy version {policy.version}: approve at {policy.approve_min_score:g}+, "
+            f"decline below {policy.decline_below_score:g}, LGD {policy.lgd:.0%}",
+            db_path=db_path,
+        )
         print(f"Saved policy version {policy.version}.")
     policy, outcome = policy_actions.evaluate_current(db_path)
     print(
@@ -343,6 +368,31 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apikeys(args: argparse.Namespace) -> int:
+    """Keys of the scoring API, in the app-state store beside the warehouse (an admin command: whoever
+    can write that file)."""
+    from dashboard.auth import audit
+    from warehouse.app_state import AppState, state_path
+    from warehouse.db import default_db_path
+
+    db_path = default_db_path(args.db)
+    keys = AppState(state_path(db_path))
+    if args.action == "create":
+        key = keys.create_api_key(args.name, created_by=f"{os.environ.get('USER', 'unknown')} (command line)")
+        audit("api_key_create", f"created API key '{args.name}'", db_path=db_path)
+        _say(f"API key '{args.name}' created; it is shown once, here. Send it in the X-API-Key header:")
+        print(key)
+    elif args.action == "revoke":
+        keys.revoke_api_key(args.name)
+        audit("api_key_revoke", f"revoked API key '{args.name}'", db_path=db_path)
+        print(f"Revoked API key '{args.name}'.")
+    else:
+        for stored in keys.api_keys():
+            state = f"revoked {stored.revoked_at}" if stored.revoked_at else "active"
+            print(f"{stored.name:<24} {stored.key_prefix}...  created {stored.created_at}  {state}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.app import serve
     from warehouse.db import connect_read_only, default_db_path
@@ -351,6 +401,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     connect_read_only(db_path).close()  # a missing or unreadable warehouse fails here, in one line
     print(f"Segrisk dashboard on http://{args.host}:{args.port}/ (warehouse {db_path}); Ctrl+C stops it.", flush=True)
     serve(db_path, host=args.host, port=args.port)
+    return 0
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The password from stdin (--password-stdin), else asked twice without echo."""
+    import getpass
+
+    from warehouse.app_state import AccessError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass(f"Password for {args.name}: ")
+        if getpass.getpass("The same password again: ") != password:
+            raise AccessError("The two passwords differ; nothing was changed.")
+    if not password:
+        raise AccessError("No password given; nothing was changed.")
+    return password
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Who may sign in to the dashboard, in the app-state store beside the warehouse."""
+    from dashboard.auth import audit
+    from warehouse.app_state import AccessError, AppState, state_path
+    from warehouse.db import default_db_path
+
+    db_path = default_db_path(args.db)
+    if not db_path.parent.is_dir():
+        raise AccessError(f"The folder {db_path.parent} of the warehouse does not exist.")
+    access = AppState(state_path(db_path))
+    if args.action == "list":
+        users = access.users()
+        if not users:
+            print(f"No users yet: add one with `segrisk users add NAME --role admin --db {db_path}`.")
+        for user in users:
+            locked = access.locked_until(user.name)
+            note = f"  locked until {locked:%Y-%m-%d %H:%M} UTC" if locked else ""
+            print(f"{user.name:<24} {user.role:<8} created {user.created_at}  changed {user.updated_at}{note}")
+        return 0
+    if args.action == "add":
+        access.add_user(args.name, args.role, _new_password(args))
+        done = f"Added user {args.name} with role {args.role}."
+    elif args.action == "passwd":
+        if access.user(args.name) is None:
+            raise AccessError(f"There is no user '{args.name}' (see `segrisk users list`).")
+        access.set_password(args.name, _new_password(args))
+        access.clear_login_failures(args.name)
+        done = f"Changed the password of {args.name}; their open sessions end."
+    elif args.action == "role":
+        access.set_role(args.name, args.role)
+        done = f"{args.name} now has role {args.role}."
+    else:
+        access.remove_user(args.name)
+        done = f"Removed user {args.name}; their audit entries stay."
+    audit(f"user_{args.action}", done, db_path=db_path)
+    print(done)
+    return 0
+
+
+def _filter_values(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The executive PDF or the Excel workbook of a warehouse, under the dashboard's global filters."""
+    from dashboard.reports import check_writable
+    from dashboard.reports.charts import ChartRenderer
+
+    check_writable(Path(args.out))  # before starting a browser for nothing
+    # Chromium boots (about 2.5 s) while the rest is imported and the warehouse read.
+    renderer = ChartRenderer() if args.format == "pdf" else None
+    try:
+        from dashboard.data import WarehouseReader
+        from dashboard.filters import FILTERS
+        from dashboard.reports import write_report
+        from warehouse.db import default_db_path
+
+        chosen = {f.key: [v for text in getattr(args, f.key) or [] for v in _filter_values(text)] for f in FILTERS}
+        data = WarehouseReader(default_db_path(args.db))
+        try:
+            _say(f"report: {args.format} of {data.path}")
+            result = write_report(data, args.format, Path(args.out), chosen, renderer=renderer)
+        finally:
+            data.close()
+    finally:
+        if renderer is not None:
+            renderer.close()
+    print(result.describe())
     return 0
 
 
@@ -478,13 +616,67 @@ def build_parser() -> argparse.ArgumentParser:
         _db_argument(action)
     personas.set_defaults(handler=cmd_personas)
 
-    serve = commands.add_parser("serve", help="run the web dashboard (needs SEGRISK_ADMIN_PASSWORD or SEGRISK_USERS)")
+    users = commands.add_parser("users", help="add, remove or list who may sign in to the dashboard")
+    user_actions = users.add_subparsers(dest="action", metavar="ACTION", required=True)
+    user_actions.add_parser("list", help="the users, their roles, and any lockout")
+    add_user = user_actions.add_parser("add", help="add a user (asks for the password unless --password-stdin)")
+    passwd = user_actions.add_parser("passwd", help="set a user's password (their open sessions end)")
+    change_role = user_actions.add_parser("role", help="change a user's role")
+    remove_user = user_actions.add_parser("remove", help="remove a user (their audit entries stay)")
+    for action in (add_user, passwd, change_role, remove_user):
+        action.add_argument("name", help="user name: letters, digits, . _ @ -")
+    for action in (add_user, change_role):
+        action.add_argument(
+            "--role",
+            required=True,
+            choices=("viewer", "analyst", "admin"),
+            help="viewer: aggregates only; analyst: also customer-level pages, downloads, SQL; "
+            "admin: also policy, personas, users, audit log",
+        )
+    for action in (add_user, passwd):
+        action.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    for action in user_actions.choices.values():
+        _db_argument(action)
+    users.set_defaults(handler=cmd_users)
+
+    apikeys = commands.add_parser("apikeys", help="create, revoke or list the scoring API's keys")
+    apikey_actions = apikeys.add_subparsers(dest="action", metavar="ACTION", required=True)
+    apikey_create = apikey_actions.add_parser("create", help="make a key and print it once")
+    apikey_create.add_argument("name", help="who or what uses the key, e.g. loan-origination")
+    apikey_revoke = apikey_actions.add_parser("revoke", help="revoke a key at once")
+    apikey_revoke.add_argument("name", help="the key's name (see `segrisk apikeys list`)")
+    apikey_actions.add_parser("list", help="every key's name, prefix, creation and revocation")
+    for action in apikey_actions.choices.values():
+        _db_argument(action)
+    apikeys.set_defaults(handler=cmd_apikeys)
+
+    serve = commands.add_parser("serve", help="run the web dashboard (users: see `segrisk users`)")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
     serve.add_argument("--port", type=int, default=8050, help="port (default 8050)")
     _db_argument(serve)
     serve.set_defaults(handler=cmd_serve)
+
+    report = commands.add_parser(
+        "report", help="write the executive PDF report or the Excel workbook, for all customers or a filter"
+    )
+    report.add_argument(
+        "--format", required=True, choices=["pdf", "xlsx"], help="pdf: executive report; xlsx: workbook"
+    )
+    report.add_argument("--out", required=True, help="file to write (replaced whole, or left as it was on failure)")
+    for key, meaning in (
+        ("persona", "persona keys, e.g. S1,S3"),
+        ("age", "age bands, e.g. 26-35"),
+        ("grade", "risk grades, e.g. D,E"),
+        ("product", "products held, e.g. mortgage"),
+        ("region", "regions"),
+    ):
+        report.add_argument(
+            f"--{key}", action="append", metavar="A,B", help=f"only these {meaning} (comma-separated or repeated)"
+        )
+    _db_argument(report)
+    report.set_defaults(handler=cmd_report)
 
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)

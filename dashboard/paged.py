@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import dash_bootstrap_components as dbc
 import polars as pl
 from dash import dcc, html
+from flask import has_request_context
 
-from . import filters, ui
+from . import auth, filters, ui
 from .data import QUERIES, WarehouseReader, register
 
 PAGE_SIZE = 25
@@ -60,6 +61,9 @@ class PagedTable:
     #: rows of those keys. Sorting every column of a million joined rows to keep 25 cost three
     #: times as much at 1,000,000 customers.
     key: str | None = None
+    #: One row per customer (or per customer's alert, offer...): viewers, who see aggregates only,
+    #: get a sentence instead of the rows and cannot download them.
+    customer_level: bool = True
 
     def __post_init__(self) -> None:
         queries = {f"{self.name}:count": f"SELECT count(*) AS n {self.from_where}"}
@@ -123,11 +127,18 @@ class PagedTable:
         return data.query(name, **params, limit=self.page_size, offset=offset)
 
     def csv(self, data: WarehouseReader, params: dict, sort: str | None = None, descending: bool | None = None) -> str:
-        """The whole current filter as CSV text, in the current order (refused above the cap)."""
+        """The whole current filter as CSV text, in the current order (refused above the cap, and to
+        viewers for customer-level tables); every download and refusal goes to the audit log."""
+        what = f"{self.name}; {_described(params)}"
+        if self.customer_level and not _allowed("download"):
+            auth.audit("download", what, "refused")
+            raise ValueError(auth.refusal("download"))
         total = self.count(data, params)
         if total > DOWNLOAD_ROW_CAP:
             raise ValueError(f"{total:,} rows match: downloads stop at {DOWNLOAD_ROW_CAP:,}; narrow the filters first.")
         rows = data.query(self._query_name(sort, descending), **params, limit=max(total, 1), offset=0)
+        if has_request_context():
+            auth.audit("download", f"{what}; {total:,} rows")
         return rows.write_csv()
 
     # -- layout --------------------------------------------------------------------------
@@ -194,6 +205,8 @@ class PagedTable:
         self, data: WarehouseReader, params: dict, page: int | None, sort: str | None, direction: str | None
     ) -> tuple[object, int, str]:
         """(table, number of pages, "rows 1-25 of 6,993") for one page of the current filter."""
+        if self.customer_level and not _allowed("customer_level"):
+            return dbc.Alert(auth.refusal("customer_level"), color="info", className="my-3"), 1, ""
         total = self.count(data, params)
         pages = max(math.ceil(total / self.page_size), 1)
         page = min(max(page or 1, 1), pages)
@@ -205,3 +218,14 @@ class PagedTable:
         summary = f"rows {first:,}-{first + rows.height - 1:,} of {total:,}"
         numeric = tuple(c.key for c in self.columns if c.numeric)
         return ui.table(shown, [(c.key, c.heading) for c in self.columns], numeric=numeric), pages, summary
+
+
+def _allowed(capability: str) -> bool:
+    """The signed-in user's role decides in a request; code outside one (tests, scripts) is trusted."""
+    return not has_request_context() or auth.user_can(capability)
+
+
+def _described(params: dict) -> str:
+    """The filters of a download, for the audit log: the parameters that are set."""
+    shown = [f"{name}={value}" for name, value in sorted(params.items()) if value not in (None, "", [], ())]
+    return ", ".join(shown) or "no filters"

@@ -75,11 +75,19 @@ def outdated(table: str, command: str) -> dbc.Alert:
     )
 
 
-def table(rows: list[dict], columns: list[tuple[str, str]], numeric: tuple[str, ...] = ()) -> dbc.Table:
-    """A small table (tens of rows) as plain HTML: ``columns`` are (key, heading) pairs."""
+def table(
+    rows: list[dict], columns: list[tuple[str, str]], numeric: tuple[str, ...] = (), download: str | None = None
+) -> dbc.Table | html.Div:
+    """A small table (tens of rows) as plain HTML: ``columns`` are (key, heading) pairs. With
+    ``download`` (a file name), a "Download CSV" link under it gives the rows as shown."""
     right = {"textAlign": "right"}
     head = html.Thead(html.Tr([html.Th(name, style=right if key in numeric else None) for key, name in columns]))
     body = html.Tbody(
         [html.Tr([html.Td(row[key], style=right if key in numeric else None) for key, _ in columns]) for row in rows]
     )
-    return dbc.Table([head, body], size="sm", hover=True, className="small")
+    shown = dbc.Table([head, body], size="sm", hover=True, className="small")
+    if download is None:
+        return shown
+    from . import downloads
+
+    return html.Div([shown, html.Div(downloads.link(download, rows, columns), className="text-end mb-2")])

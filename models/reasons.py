@@ -10,6 +10,7 @@ scorecards, and the same table feeds the dashboard and the reports, so they alwa
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -260,42 +261,81 @@ def _term_owner(term: str, columns: list[str], features: FeatureSet) -> int:
 def reason_rows(model: ReasonModel, terms: np.ndarray, applicant: dict, top: int = 3) -> dict:
     """reason_code_1..top and reason_1..top of one applicant from its transformed terms.
 
-    The sentences come from the same expression as the table's, on a frame of ``top`` rows.
+    The sentences follow the table's expression, in plain Python (:func:`_sentence_text`).
     """
     by_column = np.zeros(len(model.columns))
     np.add.at(by_column, model.term_column, (terms - model.term_means) * model.coefficients)
     order = np.argsort(-by_column, kind="stable")[:top]
     codes = [model.columns[i] for i in order]
     numeric = set(model.features.numeric_columns)
-    slots = pl.DataFrame(
-        {
-            "code": codes,
-            "value": [_as_float(applicant.get(c)) if c in numeric else None for c in codes],
-            "raises": [bool(by_column[i] > MIN_CONTRIBUTION) for i in order],
-            "category": [None if c in numeric or applicant.get(c) is None else str(applicant.get(c)) for c in codes],
-            "kind": [value_kind(c, model.features) for c in codes],
-            "label": [label(c) for c in codes],
-            "typical": [model.typical.get(c) for c in codes],
-            "limit": [REFERENCE_LIMITS.get(c) for c in codes],
-        },
-        schema={
-            "code": pl.String,
-            "value": pl.Float64,
-            "raises": pl.Boolean,
-            "category": pl.String,
-            "kind": pl.String,
-            "label": pl.String,
-            "typical": pl.Float64,
-            "limit": pl.Float64,
-        },
-    )
-    sentences = slots.select(_sentence()).to_series().to_list()
-    result = {}
-    for slot, (code, raises) in enumerate(zip(codes, slots.get_column("raises"), strict=True), start=1):
+    result: dict = {}
+    sentences = []
+    for slot, (code, i) in enumerate(zip(codes, order, strict=True), start=1):
+        raises = bool(by_column[i] > MIN_CONTRIBUTION)
+        given = applicant.get(code)
         result[f"reason_code_{slot}"] = code if raises else None
+        sentences.append(
+            _sentence_text(
+                value=_as_float(given) if code in numeric else None,
+                raises=raises,
+                category=None if code in numeric or given is None else str(given),
+                kind=value_kind(code, model.features),
+                label=label(code),
+                typical=model.typical.get(code),
+                limit=REFERENCE_LIMITS.get(code),
+            )
+        )
     for slot, sentence in enumerate(sentences, start=1):
         result[f"reason_{slot}"] = sentence
     return result
+
+
+def _sentence_text(
+    value: float | None,
+    raises: bool,
+    category: str | None,
+    kind: str,
+    label: str,
+    typical: float | None,
+    limit: float | None,
+) -> str | None:
+    """:func:`_sentence` for one reason in plain Python: a Polars query on a one-row frame costs a
+    millisecond or more, too much for the scoring API. Same rules, same text (a test compares them)."""
+    if not raises:
+        return None
+    if (category is None) if kind == "category" else (value is None or math.isnan(value)):
+        return f"{label} not known"
+    if kind == "category":
+        return f"{label}: {category}"
+    if kind == "flag":
+        return f"{label}: {_format_text(value, kind)}"
+    if limit is not None and value > limit:
+        reference = f"above {_format_text(limit, kind)}"
+    elif typical is None:
+        return None  # as the expression: no typical value, no sentence
+    else:
+        reference = f"{'above' if value > typical else 'below'} the typical {_format_text(typical, kind)}"
+    return f"{label} {_format_text(value, kind)}, {reference}"
+
+
+def _format_text(value: float, kind: str) -> str:
+    """:func:`_format_expr` for one value: Polars rounds half to even on the scaled value, as ``np.rint``."""
+    if kind == "flag":
+        return "yes" if value > 0 else "no"
+    if not math.isfinite(value) or abs(value) >= 1e17:
+        return f"{value:g}"  # past what the table's integer cast takes: shown as it is rather than failing
+    if kind == "percent":
+        return f"{int(np.rint(value * 100))}%"
+    whole = str(int(np.rint(value)))
+    if kind == "days":
+        return f"{whole} days"
+    if kind == "amount" and abs(value) >= 1e6:
+        return f"{float(np.rint(value / 1e6 * 10) / 10)!r}m"
+    if kind == "amount" and abs(value) >= 1e3:
+        return f"{float(np.rint(value / 1e3 * 10) / 10)!r}k"
+    if kind == "amount" or np.rint(value) == value or abs(value) >= 100:
+        return whole
+    return repr(float(np.rint(value * 100) / 100))
 
 
 def _as_float(value: object) -> float | None:

@@ -194,6 +194,50 @@ class PreviousSegment:
     centroid: dict[str, float]
 
 
+@dataclass(frozen=True)
+class PersonaModel:
+    """A fitted personas pipeline reduced to arrays, so one new customer can be assigned from the
+    warehouse alone (the scoring API): the columns in the pipeline's output order (log1p columns
+    first), their medians, the scaler's mean and scale, and each segment's K-Means centroid in
+    that standardised space (row ``s`` = segment_id ``s``)."""
+
+    columns: tuple[str, ...]
+    logged: tuple[bool, ...]
+    medians: np.ndarray
+    mean: np.ndarray
+    scale: np.ndarray
+    centroids: np.ndarray
+
+    @classmethod
+    def from_pipeline(cls, choice: FeatureChoice, prep: Pipeline, centroids: np.ndarray) -> PersonaModel:
+        prepare, scaler = prep.named_steps["prepare"], prep.named_steps["scale"]
+        log_part, plain_part = prepare.named_transformers_["log"], prepare.named_transformers_["plain"]
+        logged = [c for c in choice.columns if c in choice.log_columns]
+        plain = [c for c in choice.columns if c not in choice.log_columns]
+        medians = np.r_[
+            log_part.named_steps["impute"].statistics_ if logged else [], plain_part.statistics_ if plain else []
+        ]
+        return cls(
+            tuple(logged + plain),
+            (True,) * len(logged) + (False,) * len(plain),
+            medians.astype(float),
+            np.asarray(scaler.mean_, dtype=float),
+            np.asarray(scaler.scale_, dtype=float),
+            np.asarray(centroids, dtype=float),
+        )
+
+    def standardise(self, values: np.ndarray) -> np.ndarray:
+        """Rows of raw values in ``columns`` order (NaN = unknown) into the standardised space."""
+        filled = np.where(np.isnan(values), self.medians, values)
+        filled = np.where(self.logged, np.log1p(np.clip(filled, 0, None)), filled)
+        return (filled - self.mean) / self.scale
+
+    def assign(self, values: np.ndarray) -> np.ndarray:
+        """The segment_id of each row: the nearest centroid, as K-Means predicts."""
+        scaled = self.standardise(np.atleast_2d(np.asarray(values, dtype=float)))
+        return np.argmin(((scaled[:, None, :] - self.centroids[None, :, :]) ** 2).sum(axis=2), axis=1)
+
+
 @dataclass
 class SegmentationResult:
     """Everything a segments run produces, before it is written to the warehouse."""
@@ -209,6 +253,7 @@ class SegmentationResult:
     summary: pl.DataFrame
     tsne: pl.DataFrame
     metrics: dict = field(default_factory=dict)
+    model: PersonaModel | None = None
 
 
 def fit_segments(
@@ -232,7 +277,7 @@ def fit_segments(
         search = scaled[_sample(len(scaled), SEARCH_SAMPLE, seed)]
         initial = KMeans(n_clusters=chosen, n_init=SEARCH_N_INIT, random_state=seed).fit(search).cluster_centers_
     model = KMeans(n_clusters=chosen, init=initial, n_init=1, random_state=seed).fit(scaled)
-    labels, distances = _canonical_order(model, scaled)
+    labels, distances, ordered_centers = _canonical_order(model, scaled)
     centroids = np.stack([scaled[labels == s].mean(axis=0) for s in range(chosen)])
     for row in k_table:
         row["is_chosen"] = row["k"] == chosen
@@ -254,12 +299,24 @@ def fit_segments(
     }
     tsne = _tsne(customers, scaled, labels, seed)
     return SegmentationResult(
-        choice, chosen, k_table, labels, distances, coordinates, centroids, profiles, summary, tsne, metrics
+        choice,
+        chosen,
+        k_table,
+        labels,
+        distances,
+        coordinates,
+        centroids,
+        profiles,
+        summary,
+        tsne,
+        metrics,
+        PersonaModel.from_pipeline(choice, prep, ordered_centers),
     )
 
 
-def _canonical_order(model: KMeans, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Relabel segments largest first (ties by centroid), so ids do not depend on KMeans internals."""
+def _canonical_order(model: KMeans, scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Relabel segments largest first (ties by centroid), so ids do not depend on KMeans internals.
+    Returns the labels, each customer's distance to its centroid, and the centroids in the new order."""
     raw = model.labels_
     sizes = np.bincount(raw, minlength=model.n_clusters)
     order = sorted(range(model.n_clusters), key=lambda s: (-sizes[s], tuple(np.round(model.cluster_centers_[s], 6))))
@@ -267,7 +324,7 @@ def _canonical_order(model: KMeans, scaled: np.ndarray) -> tuple[np.ndarray, np.
     mapping[order] = np.arange(model.n_clusters, dtype=np.int32)
     labels = mapping[raw]
     distances = np.linalg.norm(scaled - model.cluster_centers_[raw], axis=1)
-    return labels, distances
+    return labels, distances, model.cluster_centers_[order]
 
 
 def _profiles(customers: pl.DataFrame, labels: np.ndarray, choice: FeatureChoice) -> pl.DataFrame:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from warehouse.dictionary import comment_columns, comment_table
 
 from .runs import append_table
-from .segments import PreviousSegment, SegmentationResult
+from .segments import PersonaModel, PreviousSegment, SegmentationResult
 
 SEGMENTS_COMMENTS = {
     "run_id": "The segments run (see ml_model_runs).",
@@ -76,6 +77,16 @@ MIGRATION_COMMENTS = {
     "from_segment_key": "Segment of the customer in the previous run.",
     "to_segment_key": "Segment of the customer in this run.",
     "customers": "Customers who moved from the one to the other (the diagonal stayed).",
+}
+MODEL_COMMENTS = {
+    "run_id": "The segments run.",
+    "position": "Place of the feature in the standardised space (log1p features first, then the others).",
+    "feature": "Column of the customers mart that K-Means used.",
+    "is_logged": "True when the feature is taken as ln(1 + x) (after imputation, before scaling).",
+    "impute_median": "Median of the feature over the fitted customers: what an unknown value counts as.",
+    "scale_mean": "StandardScaler mean of the (logged) feature.",
+    "scale_scale": "StandardScaler scale of the (logged) feature.",
+    "centroids": "K-Means centroid coordinate of each segment on this feature, in segment_id order (standardised).",
 }
 LABELS_DDL = "segment_key VARCHAR PRIMARY KEY, persona_name VARCHAR, strategy VARCHAR, updated_at TIMESTAMP"
 LABELS_COMMENTS = {
@@ -144,8 +155,53 @@ def write_segments(
         "One row per sampled customer per segments run: t-SNE coordinates for a visual check.",
         TSNE_COMMENTS,
     )
+    if result.model is not None:
+        model = result.model
+        append_table(
+            con,
+            "ml_segment_model",
+            pl.DataFrame(
+                {
+                    "run_id": run_id,
+                    "position": pl.Series(range(len(model.columns)), dtype=pl.Int32),
+                    "feature": list(model.columns),
+                    "is_logged": list(model.logged),
+                    "impute_median": model.medians,
+                    "scale_mean": model.mean,
+                    "scale_scale": model.scale,
+                    "centroids": [list(map(float, model.centroids[:, j])) for j in range(len(model.columns))],
+                }
+            ),
+            "One row per clustering feature per segments run: what assigning a new customer to a persona needs.",
+            MODEL_COMMENTS,
+        )
     _write_migration(con, run_id)
     ensure_labels_and_views(con)
+
+
+def load_persona_model(con: duckdb.DuckDBPyConnection) -> tuple[str, PersonaModel]:
+    """(run_id, model) of the latest segments run, read back from ``ml_segment_model``; LookupError
+    when the warehouse has no segments run or one trained before the model was stored."""
+    has_table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ml_segment_model'").fetchall()
+    rows = (
+        con.execute(
+            f"SELECT run_id, feature, is_logged, impute_median, scale_mean, scale_scale, centroids "
+            f"FROM ml_segment_model WHERE run_id = {LATEST_RUN} ORDER BY position"
+        ).fetchall()
+        if has_table[0][0]
+        else []
+    )
+    if not rows:
+        raise LookupError("the latest segments run has no stored persona model: run `segrisk train segments` again")
+    model = PersonaModel(
+        columns=tuple(r[1] for r in rows),
+        logged=tuple(bool(r[2]) for r in rows),
+        medians=np.array([r[3] for r in rows], dtype=float),
+        mean=np.array([r[4] for r in rows], dtype=float),
+        scale=np.array([r[5] for r in rows], dtype=float),
+        centroids=np.array([r[6] for r in rows], dtype=float).T,
+    )
+    return rows[0][0], model
 
 
 def _write_migration(con: duckdb.DuckDBPyConnection, run_id: str) -> None:

@@ -75,15 +75,15 @@ def served(db: Path) -> Iterator[str]:
 
 
 @contextmanager
-def signed_in(browser: Browser, base_url: str) -> Iterator[Page]:
-    """A fresh browser context signed in as the admin, on the Overview page."""
+def signed_in(browser: Browser, base_url: str, user: str = "admin", password: str = PASSWORD) -> Iterator[Page]:
+    """A fresh browser context signed in (as the admin unless told), on the Overview page."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, base_url=base_url)
     page = context.new_page()
     page.console = Console(page)  # type: ignore[attr-defined]
     page.callbacks = Callbacks(page)  # type: ignore[attr-defined]
     page.goto("/login")
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
+    page.fill("#username", user)
+    page.fill("#password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base_url}/")
     try:

@@ -168,9 +168,9 @@ def test_ids_are_read_as_people_type_them(db: Path) -> None:
 
 def test_lookup_puts_the_id_in_the_url_and_keeps_the_filters(db: Path) -> None:
     page = dashboard_page(db, "customer")
-    assert page.look_up_customer(1, None, " 1204 ", "#grade=E") == "/customer?customer_id=1204#grade=E"
+    assert page.look_up_customer(1, None, " 1204 ", {"grade": ["E"]}) == "/customer?customer_id=1204#grade=E"
     assert page.look_up_customer(None, 1, "a b", None) == "/customer?customer_id=a+b"
-    assert page.look_up_customer(1, None, "", "#grade=D") == "/customer#grade=D"
+    assert page.look_up_customer(1, None, "", {"grade": ["D"], "persona": []}) == "/customer#grade=D"
 
     # The router hands the query string to the layout, which shows that customer and fills the box.
     customer_id = busy_customer(db)

@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import polars as pl
 import pytest
 from conftest import Builder, dashboard_page
-from dash import dcc
+from dash import dcc, html
 from dash_helpers import find, sql, text_of
 
 from models.train import train_rfm
@@ -24,8 +24,10 @@ def db(full_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def table_rows(table: dbc.Table) -> list[list[str]]:
-    """The body of a ui.table as lists of cell texts."""
+def table_rows(table: dbc.Table | html.Div) -> list[list[str]]:
+    """The body of a ui.table as lists of cell texts (inside its wrapper when it has a download link)."""
+    if not isinstance(table, dbc.Table):
+        table = next(child for child in table.children if isinstance(child, dbc.Table))
     _head, body = table.children
     return [[text_of(cell) for cell in row.children] for row in body.children]
 

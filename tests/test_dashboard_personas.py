@@ -10,7 +10,6 @@ from pathlib import Path
 import dash
 import dash_bootstrap_components as dbc
 import duckdb
-import flask
 import polars as pl
 import pytest
 from conftest import Builder, dashboard_page
@@ -18,8 +17,9 @@ from dash import dcc
 from dash._callback_context import context_value
 from dash._utils import AttributeDict
 from dash_helpers import sql, text_of
+from werkzeug.security import generate_password_hash
 
-from dashboard import ui
+from dashboard import auth, ui
 from dashboard.data import reader
 from warehouse.app_state import AppState, state_path
 
@@ -54,11 +54,12 @@ def ids_in(component: object) -> list:
 
 @contextmanager
 def signed_in(role: str, user: str = "alice") -> Iterator[None]:
-    """A request whose session carries this user, as the login would set it."""
-    app = flask.Flask(__name__)
-    app.secret_key = "test"
-    with app.test_request_context():
-        flask.session["user"], flask.session["role"] = user, role
+    """A request of the dashboard built last whose session carries this user (put in its store), as the
+    login would set it."""
+    server = dash.get_app().server
+    stored = server.extensions["segrisk_state"].set_user(user, role, password_hash=generate_password_hash("pw"))
+    with server.test_request_context():
+        auth.start_session(stored)
         yield
 
 

@@ -92,11 +92,13 @@ def test_login_redirects_only_within_the_site(server: str) -> None:
 
 
 def test_no_users_no_dashboard(
-    trained: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SEGRISK_ADMIN_PASSWORD", raising=False)
     monkeypatch.delenv("SEGRISK_USERS", raising=False)
-    assert main(["serve", "--db", str(trained), "--port", "0"]) == 2
+    # A copy without the app-state store (and so without users) the other tests put beside ``trained``.
+    lonely = shutil.copyfile(trained, tmp_path / "lonely.duckdb")
+    assert main(["serve", "--db", str(lonely), "--port", "0"]) == 2
     assert "No dashboard users: set SEGRISK_ADMIN_PASSWORD" in capsys.readouterr().err
     monkeypatch.setenv("SEGRISK_USERS", "carol:superuser:xyz")
     with pytest.raises(auth.AuthError, match="carol"):
@@ -198,3 +200,53 @@ def test_risk_page_picks_up_a_retrain(trained: Path, tmp_path: Path, risk_page) 
 def test_risk_page_without_a_model_says_so(build: Builder, risk_page) -> None:  # noqa: ANN001
     configure(build("online-retail", FIXTURES).db_path)
     assert any(t.startswith("No PD model in this warehouse") for t in texts(risk_page.layout()))
+
+
+def _links(component: object) -> list[tuple[str, str]]:
+    """(file name, address) of every download link in a component tree."""
+    if isinstance(component, list | tuple):
+        return [link for child in component for link in _links(child)]
+    found = []
+    if getattr(component, "download", None) and str(getattr(component, "href", "")).startswith("/download/table/"):
+        found.append((component.download, component.href))
+    return found + _links(getattr(component, "children", None) or [])
+
+
+def test_small_tables_download_as_shown_to_those_who_may(trained: Path, server: str, risk_page) -> None:  # noqa: ANN001
+    from dash_helpers import sql
+
+    links = dict(_links(risk_page.layout()))
+    assert "risk-grades.csv" in links
+    answer = _signed_in(server).get(server + links["risk-grades.csv"])
+    assert answer.status_code == 200 and answer.headers["Content-Type"].startswith("text/csv")
+    assert 'filename="risk-grades.csv"' in answer.headers["Content-Disposition"]
+    lines = answer.text.strip().splitlines()
+    assert lines[0] == "Grade,Customers,Share,Mean PD,Observed default rate"
+    grades = sql(
+        trained,
+        "SELECT grade, customers FROM ml_risk_grades WHERE run_id = (SELECT max(run_id) FROM ml_risk_grades) "
+        "ORDER BY grade",
+    )
+    assert [line.split(",")[0] for line in lines[1:]] == grades.get_column("grade").to_list()
+    assert [
+        int(line.split('"')[1].replace(",", "")) if '"' in line else int(line.split(",")[1]) for line in lines[1:]
+    ] == (grades.get_column("customers").to_list())
+    viewer = _signed_in(server, "bob", "battery staple").get(server + links["risk-grades.csv"])
+    assert viewer.status_code == 403
+    assert requests.get(server + links["risk-grades.csv"], allow_redirects=False).status_code in (302, 401)
+    assert _signed_in(server).get(server + "/download/table/not-a-token").status_code == 404
+
+
+def test_warming_answers_every_pages_first_view_from_the_cache(full_db: Path) -> None:
+    """After ``warm`` (what `segrisk serve` runs at start), opening a page's unfiltered first view
+    runs no query: every answer comes from the cache."""
+    from dashboard.app import FIRST_VIEWS, warm
+
+    create_app(full_db, users=USERS)
+    data = configure(full_db)
+    warm()
+    assert data.cache is not None and data.cache.misses > 0
+    misses = data.cache.misses
+    for page, name, arguments in FIRST_VIEWS:
+        getattr(sys.modules[f"pages.{page}"], name)(*arguments)
+    assert data.cache.misses == misses and data.cache.hits > 0

@@ -6,15 +6,28 @@ acknowledgements go here instead: a SQLite file in WAL mode beside the warehouse
 (``segrisk.duckdb`` -> ``segrisk.state.sqlite``), safe for several server processes, visible to
 the dashboard at once. Every model run copies it into the warehouse (``ml_persona_labels``,
 ``ml_alert_acknowledgements``) so SQL users see the same.
+
+It also holds who may sign in to the dashboard (``users``: name, role, salted password hash),
+failed sign-ins per user name (``login_failures``, for the lockout), and the append-only
+``audit_log`` (triggers refuse any UPDATE or DELETE of it), and the scoring API's keys
+(``api_keys``: name, SHA-256 of the key, a short prefix to recognise it, created, revoked).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import re
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from warehouse.errors import SegriskError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS persona_labels (
@@ -32,6 +45,60 @@ CREATE TABLE IF NOT EXISTS alert_acknowledgements (
 );
 CREATE INDEX IF NOT EXISTS alert_acknowledgements_by_alert ON alert_acknowledgements (alert_id);
 """
+
+# -- access control: users, failed sign-ins, the audit log ------------------------------------
+ROLES = ("viewer", "analyst", "admin")
+ACCESS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'analyst', 'admin')),
+    password_hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    user_name TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    first_failed_at TEXT NOT NULL,
+    locked_until TEXT
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user_name TEXT,
+    action TEXT NOT NULL,
+    detail TEXT,
+    client_address TEXT,
+    outcome TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_user ON audit_log (user_name, id);
+CREATE INDEX IF NOT EXISTS audit_log_by_action ON audit_log (action, id);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+"""
+#: Failed sign-ins of one user name within LOCKOUT_WINDOW that lock it for LOCKOUT_DURATION.
+LOCKOUT_FAILURES = 5
+LOCKOUT_WINDOW = timedelta(minutes=15)
+LOCKOUT_DURATION = timedelta(minutes=15)
+# -- end of access control schema ---------------------------------------------------------------
+
+# -- scoring API keys ----------------------------------------------------------------------------
+# Only the SHA-256 of each key is stored: a key is a 256-bit random token, so a plain hash is as
+# strong as a slow one (nothing to guess) and cheap enough to check on every API call.
+API_KEYS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    name TEXT PRIMARY KEY,
+    key_sha256 TEXT NOT NULL UNIQUE,
+    key_prefix TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT,
+    revoked_at TEXT
+);
+"""
+API_KEY_PREFIX = "sk_"
+# -- end of scoring API keys schema ----------------------------------------------------------------
 
 
 def state_path(db_path: Path) -> Path:
@@ -81,6 +148,8 @@ class AppState:
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
+                con.executescript(ACCESS_SCHEMA)
+                con.executescript(API_KEYS_SCHEMA)
                 self._ready = True
                 return
             except sqlite3.OperationalError as exc:
@@ -144,3 +213,347 @@ class AppState:
 
     def acknowledged_ids(self) -> set[str]:
         return {a.alert_id for a in self.acknowledgements()}
+
+    # -- access control: users, failed sign-ins, the audit log ---------------------------------
+    def add_user(self, name: str, role: str, password: str) -> StoredUser:
+        """A new user; refused when the name is taken."""
+        if self.user(name) is not None:
+            raise AccessError(f"User '{name}' already exists; use `segrisk users passwd {name}` to change it.")
+        return self.set_user(name, role, password=password)
+
+    def set_user(
+        self, name: str, role: str, *, password: str | None = None, password_hash: str | None = None
+    ) -> StoredUser:
+        """Create or replace a user from a password (hashed here) or a hash made by
+        ``werkzeug.security.generate_password_hash``; keeps the creation time of an existing user."""
+        _check_user_name(name)
+        if role not in ROLES:
+            raise AccessError(f"Role '{role}' is not one of {', '.join(ROLES)}.")
+        if (password is None) == (password_hash is None):
+            raise ValueError("give a password or a password hash")
+        stored_hash = _hash_password(password) if password is not None else password_hash
+        now = _utc_now()
+        con = self._connect()
+        try:
+            con.execute(
+                """
+                INSERT INTO users VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (name) DO UPDATE SET
+                    role = excluded.role, password_hash = excluded.password_hash, updated_at = excluded.updated_at
+                """,
+                [name, role, stored_hash, now, now],
+            )
+        finally:
+            con.close()
+        user = self.user(name)
+        assert user is not None
+        return user
+
+    def set_password(self, name: str, password: str) -> None:
+        stored_hash = _hash_password(password)
+        self._update_user(name, "UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?", stored_hash)
+
+    def set_role(self, name: str, role: str) -> None:
+        if role not in ROLES:
+            raise AccessError(f"Role '{role}' is not one of {', '.join(ROLES)}.")
+        self._update_user(name, "UPDATE users SET role = ?, updated_at = ? WHERE name = ?", role)
+
+    def _update_user(self, name: str, sql: str, value: str) -> None:
+        con = self._connect()
+        try:
+            changed = con.execute(sql, [value, _utc_now(), name]).rowcount
+        finally:
+            con.close()
+        if not changed:
+            raise AccessError(f"There is no user '{name}' (see `segrisk users list`).")
+
+    def remove_user(self, name: str) -> None:
+        """Delete the user; their audit entries stay."""
+        con = self._connect()
+        try:
+            removed = con.execute("DELETE FROM users WHERE name = ?", [name]).rowcount
+            con.execute("DELETE FROM login_failures WHERE user_name = ?", [name])
+        finally:
+            con.close()
+        if not removed:
+            raise AccessError(f"There is no user '{name}' (see `segrisk users list`).")
+
+    def user(self, name: str) -> StoredUser | None:
+        if not self.path.exists():
+            return None
+        con = self._connect()
+        try:
+            row = con.execute(f"SELECT {_USER_COLUMNS} FROM users WHERE name = ?", [name]).fetchone()
+        finally:
+            con.close()
+        return StoredUser(*row) if row else None
+
+    def users(self) -> list[StoredUser]:
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            rows = con.execute(f"SELECT {_USER_COLUMNS} FROM users ORDER BY name").fetchall()
+        finally:
+            con.close()
+        return [StoredUser(*row) for row in rows]
+
+    def check_password(self, name: str, password: str) -> StoredUser | None:
+        """The user when the password is theirs, else None. An unknown name costs as much time as a
+        wrong password, so response times do not tell which names exist."""
+        user = self.user(name)
+        if user is None:
+            check_password_hash(_dummy_hash(), password)
+            return None
+        return user if check_password_hash(user.password_hash, password) else None
+
+    def locked_until(self, name: str, now: datetime | None = None) -> datetime | None:
+        """When the lockout of this user name ends, or None when it may try to sign in."""
+        if not self.path.exists():
+            return None
+        con = self._connect()
+        try:
+            row = con.execute("SELECT locked_until FROM login_failures WHERE user_name = ?", [name]).fetchone()
+        finally:
+            con.close()
+        if not row or row[0] is None:
+            return None
+        until = datetime.fromisoformat(row[0])
+        return until if until > (now or datetime.now(UTC)) else None
+
+    def record_login_failure(self, name: str, now: datetime | None = None) -> datetime | None:
+        """Count a failed sign-in of this user name; the LOCKOUT_FAILURES-th within LOCKOUT_WINDOW locks
+        the name for LOCKOUT_DURATION. Returns the end of the lockout this failure started, if any."""
+        now = now or datetime.now(UTC)
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")  # read and update the count as one step across processes
+            row = con.execute(
+                "SELECT failures, first_failed_at FROM login_failures WHERE user_name = ?", [name]
+            ).fetchone()
+            if row is None or datetime.fromisoformat(row[1]) < now - LOCKOUT_WINDOW:
+                failures, first = 1, now
+            else:
+                failures, first = row[0] + 1, datetime.fromisoformat(row[1])
+            locked_until = now + LOCKOUT_DURATION if failures >= LOCKOUT_FAILURES else None
+            if locked_until is not None:
+                failures, first = 0, now  # the lockout is the penalty; afterwards the count starts over
+            con.execute(
+                """
+                INSERT INTO login_failures VALUES (?, ?, ?, ?)
+                ON CONFLICT (user_name) DO UPDATE SET failures = excluded.failures,
+                    first_failed_at = excluded.first_failed_at,
+                    locked_until = coalesce(excluded.locked_until, login_failures.locked_until)
+                """,
+                [name, failures, first.isoformat(), locked_until and locked_until.isoformat()],
+            )
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+        return locked_until
+
+    def clear_login_failures(self, name: str) -> None:
+        """A successful sign-in forgets the name's earlier failures."""
+        con = self._connect()
+        try:
+            con.execute("DELETE FROM login_failures WHERE user_name = ?", [name])
+        finally:
+            con.close()
+
+    def record_audit(
+        self,
+        action: str,
+        *,
+        user: str | None,
+        detail: str | None = None,
+        client_address: str | None = None,
+        outcome: str = "ok",
+        now: datetime | None = None,
+    ) -> int:
+        """Append one entry to the audit log (which has no way to change or remove one); returns its id."""
+        at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+        con = self._connect()
+        try:
+            cursor = con.execute(
+                "INSERT INTO audit_log (at, user_name, action, detail, client_address, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [at, user, action, detail, client_address, outcome],
+            )
+            return int(cursor.lastrowid or 0)
+        finally:
+            con.close()
+
+    def audit_entries(
+        self, *, user: str | None = None, action: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[AuditEntry]:
+        """Entries newest first, optionally of one user name and/or one action."""
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT id, at, user_name, action, detail, client_address, outcome FROM audit_log "
+                "WHERE (:user IS NULL OR user_name = :user) AND (:action IS NULL OR action = :action) "
+                "ORDER BY id DESC LIMIT :limit OFFSET :offset",
+                {"user": user, "action": action, "limit": limit, "offset": offset},
+            ).fetchall()
+        finally:
+            con.close()
+        return [AuditEntry(i, datetime.fromisoformat(at), *rest) for i, at, *rest in rows]
+
+    def audit_count(self, *, user: str | None = None, action: str | None = None) -> int:
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            row = con.execute(
+                "SELECT count(*) FROM audit_log "
+                "WHERE (:user IS NULL OR user_name = :user) AND (:action IS NULL OR action = :action)",
+                {"user": user, "action": action},
+            ).fetchone()
+        finally:
+            con.close()
+        return int(row[0])
+
+    def audit_names(self) -> tuple[list[str], list[str]]:
+        """(user names, actions) that occur in the audit log, for its filters."""
+        if not self.path.exists():
+            return [], []
+        con = self._connect()
+        try:
+            users = [r[0] for r in con.execute("SELECT DISTINCT user_name FROM audit_log WHERE user_name IS NOT NULL")]
+            actions = [r[0] for r in con.execute("SELECT DISTINCT action FROM audit_log")]
+        finally:
+            con.close()
+        return sorted(users), sorted(actions)
+
+    # -- scoring API keys --------------------------------------------------------------------------
+    def create_api_key(self, name: str, *, created_by: str | None = None) -> str:
+        """A new API key named ``name``; returns the key itself, which is never stored (only its
+        SHA-256). Refused while a key of that name is active; a revoked name may be reused."""
+        _check_user_name(name)
+        key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            row = con.execute("SELECT revoked_at FROM api_keys WHERE name = ?", [name]).fetchone()
+            if row is not None and row[0] is None:
+                con.execute("ROLLBACK")
+                raise AccessError(
+                    f"API key '{name}' already exists; revoke it first (`segrisk apikeys revoke {name}`)."
+                )
+            con.execute(
+                "INSERT OR REPLACE INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                [name, api_key_digest(key), key[: len(API_KEY_PREFIX) + 6], _utc_now(), created_by],
+            )
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        return key
+
+    def revoke_api_key(self, name: str) -> None:
+        con = self._connect()
+        try:
+            changed = con.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", [_utc_now(), name]
+            ).rowcount
+        finally:
+            con.close()
+        if not changed:
+            raise AccessError(f"There is no active API key '{name}' (see `segrisk apikeys list`).")
+
+    def api_keys(self) -> list[StoredApiKey]:
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT name, key_prefix, created_at, created_by, revoked_at FROM api_keys ORDER BY name"
+            ).fetchall()
+        finally:
+            con.close()
+        return [StoredApiKey(*row) for row in rows]
+
+    def api_key_name(self, key: str) -> str | None:
+        """The name of the active API key ``key``, or None for an unknown or revoked one."""
+        if not key.startswith(API_KEY_PREFIX) or len(key) > 200 or not self.path.exists():
+            return None
+        con = self._connect()
+        try:
+            row = con.execute(
+                "SELECT name FROM api_keys WHERE key_sha256 = ? AND revoked_at IS NULL", [api_key_digest(key)]
+            ).fetchone()
+        finally:
+            con.close()
+        return row[0] if row else None
+
+
+def api_key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredApiKey:
+    name: str
+    key_prefix: str
+    created_at: str
+    created_by: str | None
+    revoked_at: str | None
+
+
+# -- access control helpers ------------------------------------------------------------------------
+MIN_PASSWORD_LENGTH = 8
+_USER_COLUMNS = "name, role, password_hash, created_at, updated_at"
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when a user name does not exist, so that case takes as long as a wrong password."""
+    return generate_password_hash("segrisk: no such user")
+
+
+class AccessError(SegriskError):
+    """A user, role or password the store refuses (one sentence for the CLI or the page)."""
+
+
+@dataclass(frozen=True)
+class StoredUser:
+    name: str
+    role: str
+    password_hash: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    user: str | None
+    action: str
+    detail: str | None
+    client_address: str | None
+    outcome: str
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _check_user_name(name: str) -> None:
+    if not _USER_NAME.fullmatch(name or ""):
+        raise AccessError(
+            f"User name '{name}' is not 1 to 64 letters, digits or . _ @ - (starting with a letter or digit)."
+        )
+
+
+def _hash_password(password: str) -> str:
+    """A salted hash in werkzeug's standard format (scrypt), never the password itself."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccessError(f"A password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    return generate_password_hash(password)

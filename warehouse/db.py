@@ -61,6 +61,36 @@ def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
         raise WarehouseError(f"Could not open the warehouse {path} read-only: {first_line(exc)}") from exc
 
 
+def connect_sandboxed(path: Path, *, memory_limit: str = "1GB", threads: int = 1) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse read-only for SQL that people type (the dashboard's SQL console).
+
+    DuckDB itself refuses everything but reading this file: no other file (``read_csv``,
+    ``COPY ... TO``, ``ATTACH``, ``EXPORT DATABASE``), no network, no extension beyond those built
+    in, no spilling to a temporary directory, and a locked configuration, so ``SET`` / ``PRAGMA``
+    cannot undo any of it. DuckDB keeps one database instance per file and process, and a second
+    connection with another configuration fails: open this in a process that has no other
+    connection to ``path`` (the console runs it in a worker process of its own).
+    """
+    if not path.exists():
+        raise WarehouseError(f"No warehouse at {path}: run `segrisk build` first, or pass --db with the file's path.")
+    config = {
+        "enable_external_access": False,
+        "autoload_known_extensions": False,
+        "autoinstall_known_extensions": False,
+        "allow_community_extensions": False,
+        "allow_unsigned_extensions": False,
+        "allow_persistent_secrets": False,
+        "temp_directory": "",
+        "memory_limit": memory_limit,
+        "threads": threads,
+        "lock_configuration": True,  # last: every setting above is fixed from here on
+    }
+    try:
+        return duckdb.connect(str(path), read_only=True, config=config)
+    except duckdb.Error as exc:
+        raise WarehouseError(f"Could not open the warehouse {path} for the SQL console: {first_line(exc)}") from exc
+
+
 @contextmanager
 def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Context manager form of :func:`connect_read_only` that always closes the connection."""

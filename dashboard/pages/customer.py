@@ -18,8 +18,9 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, dcc, html
+from flask import has_request_context
 
-from dashboard import ui
+from dashboard import auth, filters, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_names
 from warehouse.errors import SegriskError
@@ -463,12 +464,16 @@ def customer_content(data: WarehouseReader, text: str | None):
         view = look_up(data, customer_id)
     except SegriskError as exc:
         return ui.failed(exc)
+    if has_request_context():
+        auth.audit("customer_lookup", f"customer {customer_id}", "ok" if view is not None else "not found")
     if view is None:
         return ui.unavailable(f"No customer {customer_id} in this warehouse.")
     return render(view)
 
 
 def layout(customer_id: str | None = None, **_query: str) -> html.Div:
+    if has_request_context() and not auth.user_can("customer_level"):
+        return html.Div([html.H2("Customer 360", className="h4 mb-3"), ui.unavailable(auth.refusal("customer_level"))])
     try:
         data = reader()
     except SegriskError as exc:
@@ -509,12 +514,12 @@ def layout(customer_id: str | None = None, **_query: str) -> html.Div:
     Input("customer-lookup", "n_clicks"),
     Input("customer-id", "n_submit"),
     State("customer-id", "value"),
-    State("url", "hash"),
+    State("filters", "data"),
     prevent_initial_call=True,
 )
-def look_up_customer(_clicks: int | None, _submits: int | None, text: str | None, fragment: str | None) -> str:
+def look_up_customer(_clicks: int | None, _submits: int | None, text: str | None, chosen: dict | None) -> str:
     """Put the id in the URL, keeping the filters' fragment: the page router then renders this page for it.
 
     The whole address is set: a location composes one from its own pathname and hash otherwise, and
     those are stale once the filters have changed the address since the page was shown."""
-    return dash.get_relative_path("/customer") + search_for(text) + (fragment or "")
+    return dash.get_relative_path("/customer") + search_for(text) + filters.to_fragment(chosen or {})

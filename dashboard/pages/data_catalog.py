@@ -13,8 +13,9 @@ import dash
 import dash_bootstrap_components as dbc
 import polars as pl
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from flask import has_request_context
 
-from dashboard import ui
+from dashboard import auth, sql_console, ui
 from dashboard.data import QUERIES, WarehouseReader, reader, register
 from dashboard.paged import Column, PagedTable
 from warehouse.db import quote_ident
@@ -61,6 +62,7 @@ register(
 
 DICTIONARY_TABLE = PagedTable(
     name="data-dictionary",
+    customer_level=False,  # tables and columns, no customer: viewers see it too
     select="d.table_name, d.column_name, d.data_type, d.comment",
     from_where=DICTIONARY,
     columns=(
@@ -390,6 +392,7 @@ def layout(table: str | None = None, **_query: str) -> html.Div:
                 className="small text-muted",
             ),
             *dictionary,
+            *(sql_console_section() if auth.user_can("sql") else []),
         ]
     )
 
@@ -552,6 +555,140 @@ def show_quarantine(source: str | None):
             ui.table(
                 example_rows,
                 [("where", "File and row"), ("rule", "Rule"), ("reason", "Reason"), ("record", "Row as loaded")],
-            ),
+            )
+            # A rejected row is a customer's record: viewers see the counts only.
+            if not has_request_context() or auth.user_can("customer_level")
+            else ui.unavailable(auth.refusal("customer_level")),
         ]
     )
+
+
+# -- SQL console (analysts and admins; the engine is dashboard/sql_console.py) --------------------------
+
+SQL_PAGE_SIZE = 25
+HIDDEN = {"display": "none"}
+
+
+def sql_console_section() -> list:
+    heading = html.H3("SQL console", className="h5 mt-4")
+    try:
+        limits = sql_console.console(reader().path).limits
+    except SegriskError as exc:
+        return [heading, ui.failed(exc)]
+    return [
+        heading,
+        html.P(
+            f"Read-only SQL on this warehouse, one statement at a time: at most {limits.time_limit:g} s and the "
+            f"first {limits.row_cap:,} rows; no other file, no network, no settings. Every query is audited.",
+            className="small text-muted",
+        ),
+        dbc.Textarea(
+            id="data-sql-text",
+            rows=5,
+            className="font-monospace small",
+            placeholder="SELECT persona_name, grade, count(*) AS customers FROM mart_customer_profile GROUP BY ALL",
+        ),
+        dbc.Row(
+            [
+                dbc.Col(dbc.Button("Run", id="data-sql-run", color="primary", size="sm"), width="auto"),
+                dbc.Col(
+                    dbc.Button("Download CSV", id="data-sql-download-button", color="secondary", size="sm"),
+                    width="auto",
+                ),
+            ],
+            className="g-2 my-2",
+        ),
+        dcc.Store(id="data-sql-token"),
+        dcc.Loading(html.Div(id="data-sql-message"), delay_show=300),
+        html.Div(id="data-sql-result", style={"overflowX": "auto"}),
+        html.Div(
+            dbc.Pagination(
+                id="data-sql-page",
+                max_value=1,
+                active_page=1,
+                fully_expanded=False,
+                first_last=True,
+                previous_next=True,
+                size="sm",
+            ),
+            id="data-sql-pager",
+            style=HIDDEN,
+        ),
+        dcc.Download(id="data-sql-download"),
+        html.Div(id="data-sql-download-message", className="small text-danger"),
+    ]
+
+
+@callback(
+    Output("data-sql-token", "data"),
+    Output("data-sql-message", "children"),
+    Output("data-sql-page", "max_value"),
+    Output("data-sql-page", "active_page"),
+    Output("data-sql-pager", "style"),
+    Input("data-sql-run", "n_clicks"),
+    State("data-sql-text", "value"),
+    prevent_initial_call=True,
+)
+def run_sql(_clicks: int | None, sql: str | None):
+    """Run the typed SQL in the console's sandbox; audit its text with the row count or the error."""
+    if not auth.user_can("sql"):
+        auth.audit("sql_query", f"refused for the role | sql: {sql or ''}", "refused")
+        return None, dbc.Alert(auth.refusal("sql"), color="danger", className="py-2 my-2"), 1, 1, HIDDEN
+    try:
+        result = sql_console.console(reader().path).run(sql)
+    except SegriskError as exc:
+        auth.audit("sql_query", f"error: {exc} | sql: {sql or ''}", getattr(exc, "outcome", "failed"))
+        return None, dbc.Alert(str(exc), color="danger", className="py-2 my-2", id="data-sql-error"), 1, 1, HIDDEN
+    capped = " (capped)" if result.truncated else ""
+    auth.audit("sql_query", f"rows: {result.row_count}{capped} | sql: {sql}")
+    pages = max(-(-result.row_count // SQL_PAGE_SIZE), 1)
+    summary = html.P(result.summary(), className="small text-muted my-2")
+    token = sql_console.remember(auth.current_user()[0], result)
+    return token, summary, pages, 1, HIDDEN if pages == 1 else None
+
+
+@callback(
+    Output("data-sql-result", "children"),
+    Input("data-sql-token", "data"),
+    Input("data-sql-page", "active_page"),
+)
+def show_sql_result(token: str | None, page: int | None):
+    result = sql_console.recall(auth.current_user()[0], token)
+    if result is None:
+        return None
+    if not result.columns:
+        return ui.unavailable("The statement returned no columns.")
+    pages = max(-(-result.row_count // SQL_PAGE_SIZE), 1)
+    page = min(max(page or 1, 1), pages)
+    columns = [(f"c{i}", name) for i, name in enumerate(result.columns)]
+    numeric = tuple(key for i, (key, _) in enumerate(columns) if sql_console.is_numeric(result.table, i))
+    return html.Div(
+        [
+            ui.table(sql_console.page_rows(result, page, SQL_PAGE_SIZE), columns, numeric=numeric),
+            html.P(
+                f"Rows {(page - 1) * SQL_PAGE_SIZE + 1:,}-{min(page * SQL_PAGE_SIZE, result.row_count):,} "
+                f"of {result.row_count:,}"
+                if result.row_count
+                else "No rows.",
+                className="small text-muted",
+            ),
+        ],
+        id="data-sql-table",
+    )
+
+
+@callback(
+    Output("data-sql-download", "data"),
+    Output("data-sql-download-message", "children"),
+    Input("data-sql-download-button", "n_clicks"),
+    State("data-sql-token", "data"),
+    prevent_initial_call=True,
+)
+def download_sql_result(_clicks: int | None, token: str | None):
+    if not auth.user_can("download"):
+        return no_update, auth.refusal("download")
+    result = sql_console.recall(auth.current_user()[0], token)
+    if result is None:
+        return no_update, "Run a query first (results are kept for a while on the server; run it again)."
+    auth.audit("download", f"SQL console result, {result.row_count} rows")
+    return dcc.send_string(sql_console.result_csv(result), "segrisk-sql-result.csv"), ""

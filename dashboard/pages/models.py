@@ -147,6 +147,7 @@ def runs_table(runs: pl.DataFrame):
             ("input_rows", "Input rows"),
         ],
         numeric=("duration", "input_rows"),
+        download="model-runs.csv",
     )
 
 
@@ -171,6 +172,7 @@ def candidates_table(candidates: pl.DataFrame):
             ("role", "Role"),
         ],
         numeric=("cv_auc",),
+        download="model-candidates.csv",
     )
 
 
@@ -189,7 +191,7 @@ def metrics_table(metrics: pl.DataFrame):
         | {f"m{i}": readable(values.get((role, family, name))) for i, (role, family) in enumerate(models)}
         for name in names
     ]
-    return ui.table(rows, columns, numeric=tuple(key for key, _ in columns[1:]))
+    return ui.table(rows, columns, numeric=tuple(key for key, _ in columns[1:]), download="model-metrics.csv")
 
 
 def importance_figure(importances: pl.DataFrame) -> go.Figure:

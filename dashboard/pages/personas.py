@@ -21,7 +21,7 @@ import polars as pl
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from dashboard import filters, ui
-from dashboard.auth import current_user
+from dashboard.auth import audit, can, current_user
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_labels, persona_names, store
 from warehouse.errors import SegriskError
@@ -158,6 +158,8 @@ def scatter_figure(points: pl.DataFrame, names: dict[str, str]) -> go.Figure:
     present = set(points.get_column("segment_key").to_list())
     keys = [k for k in names if k in present] + sorted(present - set(names))
     figure = go.Figure()
+    # Viewers see aggregates only: the points without the customer numbers on hover.
+    show_ids = not flask.has_request_context() or can(current_user()[1], "customer_level")
     for key in keys:
         part = points.filter(pl.col("segment_key") == key)
         # Arrays, not lists: Plotly checks and encodes them ten times faster, and a click sends the
@@ -170,8 +172,8 @@ def scatter_figure(points: pl.DataFrame, names: dict[str, str]) -> go.Figure:
                 name=label(key, names),
                 marker=dict(color=ui.persona_colour(key), size=5, opacity=0.75),
                 customdata=part.get_column("segment_key").to_numpy(),
-                text=part.get_column("customer_id").to_numpy(),
-                hovertemplate="Customer %{text}<extra>" + label(key, names) + "</extra>",
+                text=part.get_column("customer_id").to_numpy() if show_ids else None,
+                hovertemplate=("Customer %{text}" if show_ids else "") + "<extra>" + label(key, names) + "</extra>",
             )
         )
     figure.update_layout(
@@ -391,7 +393,7 @@ def persona_card(row: dict, names: dict[str, str], strategies: dict[str, str], f
 
 def is_admin() -> bool:
     """True for a signed-in administrator (outside a request, such as a bare unit test, nobody is)."""
-    return flask.has_request_context() and current_user()[1] == "admin"
+    return flask.has_request_context() and can(current_user()[1], "edit_personas")
 
 
 def edit_form(summary: pl.DataFrame, names: dict[str, str]) -> dbc.Card:
@@ -657,7 +659,7 @@ def save_label(
     data: WarehouseReader, key: str | None, name: str | None, strategy: str | None, user: str | None, role: str | None
 ) -> tuple[bool, str]:
     """Write the fields that changed to the store; (saved, message for the user)."""
-    if role != "admin":
+    if not can(role, "edit_personas"):
         return False, "Only administrators can rename personas or change their strategies."
     names, strategies = persona_labels(data)
     if key not in names:
@@ -695,6 +697,7 @@ def save(clicks: int | None, key: str | None, name: str | None, strategy: str | 
     try:
         data = reader()
         saved, message = save_label(data, key, name, strategy, user, role)
+        audit("persona_edit", f"{key}: {message}", "ok" if saved else "not saved")
         names = persona_names(data)
     except SegriskError as exc:
         return no_update, html.Span(str(exc), className="text-danger"), no_update

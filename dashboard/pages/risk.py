@@ -177,6 +177,7 @@ def layout(**_query: str) -> html.Div:
             ("observed", "Observed default rate"),
         ],
         numeric=("customers", "share", "mean_pd", "observed"),
+        download="risk-grades.csv",
     )
     simulator = dbc.Card(
         dbc.CardBody(
@@ -258,6 +259,7 @@ def show_outcome(decline_below: float, approve_min: float, toggles: list[str] | 
                     ("expected_loss", "Exp. loss"),
                 ],
                 numeric=("customers", "automated", "approved", "review", "expected_default_rate", "expected_loss"),
+                download="policy-by-persona.csv",
             ),
         ],
         id="risk-outcome-figures",

@@ -15,7 +15,7 @@ import polars as pl
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
 from dashboard import filters, ui
-from dashboard.auth import current_user
+from dashboard.auth import audit, can, current_user, refusal
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
@@ -264,11 +264,16 @@ def show_table(global_filters, rules, severities, status, _acks, page, sort, dir
 def acknowledge(clicks: list[int | None], count: int):
     if not ctx.triggered_id or not any(clicks):
         return no_update, no_update
-    user, _role = current_user()
+    user, role = current_user()
+    alert_id = ctx.triggered_id["alert"]
+    if not can(role, "acknowledge"):
+        audit("acknowledge", f"alert {alert_id}", "refused")
+        return no_update, refusal("acknowledge")
     try:
-        message = acknowledge_alert(reader(), ctx.triggered_id["alert"], user or "unknown")
+        message = acknowledge_alert(reader(), alert_id, user or "unknown")
     except (SegriskError, OSError) as exc:
         return no_update, f"Could not record the acknowledgement: {exc}"
+    audit("acknowledge", f"alert {alert_id}")
     return (count or 0) + 1, message
 
 
