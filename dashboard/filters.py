@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from .data import WarehouseReader, register
 from .state import persona_names
@@ -226,6 +226,8 @@ def bar(data: WarehouseReader | None) -> html.Div:
         [
             dcc.Location(id="url", refresh=False),
             dcc.Store(id="filters", data=EMPTY),
+            dcc.Store(id="filters-fragment"),
+            dcc.Store(id="filters-fragment-written"),
             dbc.Row(dropdowns, className="g-2"),
             outdated_notice(data),
         ],
@@ -234,7 +236,7 @@ def bar(data: WarehouseReader | None) -> html.Div:
 
 
 @callback(
-    Output("url", "hash"),
+    Output("filters-fragment", "data"),
     Output("filters", "data"),
     *[Output(f"filter-{f.key}", "value") for f in FILTERS],
     Input("url", "hash"),
@@ -242,7 +244,8 @@ def bar(data: WarehouseReader | None) -> html.Div:
     State("filters", "data"),
 )
 def sync_filters(fragment: str | None, *values_and_store):
-    """URL fragment and dropdowns kept in step, either way round; the store follows both."""
+    """URL fragment and dropdowns kept in step, either way round; the store follows both. The new
+    fragment goes to the address through ``write_fragment``."""
     *values, current = values_and_store
     if ctx.triggered_id in (None, "url"):
         if not fragment and ctx.triggered_id == "url" and is_filtered(current):
@@ -253,3 +256,23 @@ def sync_filters(fragment: str | None, *values_and_store):
         return no_update, chosen, *[chosen[f.key] for f in FILTERS]
     chosen = {f.key: list(v or []) for f, v in zip(FILTERS, values, strict=True)}
     return to_fragment(chosen), chosen, *[no_update for _ in FILTERS]
+
+
+# The fragment is written by the browser with history.replaceState rather than through the Location
+# component: the Location would rebuild the address from the query string it last saw, dropping a
+# page's own choices written since (dashboard/page_state.py), and Dash's router would hear of it.
+clientside_callback(
+    """
+    function(fragment) {
+        if (fragment === null || fragment === undefined) { return window.dash_clientside.no_update; }
+        if (fragment !== window.location.hash && !(fragment === '' && window.location.hash === '#')) {
+            const address = window.location.pathname + window.location.search + fragment;
+            window.history.replaceState(window.history.state, '', address);
+        }
+        return window.dash_clientside.no_update;
+    }
+    """,
+    Output("filters-fragment-written", "data"),
+    Input("filters-fragment", "data"),
+    prevent_initial_call=True,
+)

@@ -77,6 +77,29 @@ def test_a_bookmarked_view_is_restored(page: Page, served_db: Path) -> None:
     assert "D" in selected and "E" in selected
 
 
+def test_a_pages_own_choices_are_kept_in_the_address(page: Page) -> None:
+    page.goto("/statistics#grade=E")
+    settle(page)
+    before = page.locator("#statistics-feature-value").inner_text()
+    page.click("#statistics-feature")
+    options = page.locator("[role=option]")
+    chosen = next(t for t in options.all_inner_texts() if t.strip() and t.strip() != before.strip()).strip()
+    options.filter(has_text=chosen).first.click()
+    page.keyboard.press("Escape")
+    page.get_by_label("Default status").check()
+    settle(page)
+    page.wait_for_function("() => window.location.search.includes('group=default')")
+    assert f"feature={chosen}" in page.url and page.url.endswith("#grade=E")
+    choose(page, "filter-grade", "D")  # a global filter changes the fragment, not the page's choices
+    settle(page)
+    assert f"feature={chosen}" in page.url and set(page.url.split("#grade=")[1].split(",")) == {"D", "E"}
+    page.reload()
+    settle(page)
+    expect(page.locator("#statistics-feature-value")).to_have_text(chosen)
+    assert page.get_by_label("Default status").is_checked()
+    assert page.console.errors == []  # type: ignore[attr-defined]
+
+
 def test_clicking_a_bar_filters_the_other_charts(page: Page) -> None:
     settle(page)
     before = sum(graph_data(page, "overview-personas")[0]["x"])
