@@ -473,21 +473,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Chromium boots (about 2.5 s) while the rest is imported and the warehouse read.
     renderer = ChartRenderer() if args.format == "pdf" else None
     try:
+        from dashboard.auth import audit
         from dashboard.data import WarehouseReader
-        from dashboard.filters import FILTERS
+        from dashboard.filters import FILTERS, describe
         from dashboard.reports import write_report
         from warehouse.db import default_db_path
+        from warehouse.errors import SegriskError
 
         chosen = {f.key: [v for text in getattr(args, f.key) or [] for v in _filter_values(text)] for f in FILTERS}
-        data = WarehouseReader(default_db_path(args.db))
+        db_path = default_db_path(args.db)
+        data = WarehouseReader(db_path)
+        detail = f"{args.format} report to {args.out}; {describe(chosen)}; from the command line"
         try:
             _say(f"report: {args.format} of {data.path}")
             result = write_report(data, args.format, Path(args.out), chosen, renderer=renderer)
+        except SegriskError as exc:
+            if db_path.exists():
+                audit("export", f"{detail}: {exc}", "failed", db_path=db_path)
+            raise
         finally:
             data.close()
     finally:
         if renderer is not None:
             renderer.close()
+    # Exports leave the bank's systems: the command line's are in the audit log like the dashboard's.
+    audit("export", f"{detail}; {result.describe()}", db_path=db_path)
     print(result.describe())
     return 0
 

@@ -256,10 +256,20 @@ def test_a_table_over_the_sheet_limit_continues_on_numbered_sheets(full_db: Path
 
 # -- the command line -------------------------------------------------------------------------------------
 @needs_chromium
-def test_the_command_writes_both_formats(written: dict[str, Path]) -> None:
+def test_the_command_writes_both_formats(written: dict[str, Path], full_db: Path) -> None:
+    from warehouse.app_state import AppState, state_path
+
     assert written["pdf"].read_bytes().startswith(b"%PDF-")
     assert written["xlsx"].read_bytes().startswith(b"PK")  # a zip, as every xlsx is
     assert not list(written["pdf"].parent.glob(".*.writing"))  # no partial file left behind
+    # Exports from the command line are in the audit log, as the dashboard's are.
+    logged = [
+        entry.detail
+        for entry in AppState(state_path(full_db)).audit_entries(action="export", limit=100)
+        if "from the command line" in (entry.detail or "")
+    ]
+    assert any(str(written["xlsx"]) in detail and "Risk grade" not in detail for detail in logged)
+    assert any(str(written["xlsx_filtered"]) in detail and "Risk grade: D, E" in detail for detail in logged)
 
 
 @pytest.mark.parametrize(
