@@ -190,6 +190,32 @@ def _summary(counts: np.ndarray, approved_pd: float, approved_loss: float, revie
     }
 
 
+def _tally(
+    persona_code: np.ndarray,
+    persona_names: list[str],
+    decision: np.ndarray,
+    customers: np.ndarray | None,
+    pd: np.ndarray,
+    loss: np.ndarray,
+) -> tuple[dict, list[dict]]:
+    """(overall, by persona) figures of decisions over customers, or over cells of ``customers``
+    customers each (then ``pd`` and ``loss`` are the cells' sums)."""
+    personas = len(persona_names)
+    # One bincount over (persona, decision) pairs gives every count at once.
+    cell = persona_code.astype(np.int64) * 3 + decision
+    counts = np.bincount(cell, weights=customers, minlength=personas * 3).reshape(personas, 3).astype(np.int64)
+    approved, reviewed = decision == 0, decision == 1
+    approved_pd = np.bincount(persona_code, weights=pd * approved, minlength=personas)
+    approved_loss = np.bincount(persona_code, weights=loss * approved, minlength=personas)
+    review_loss = np.bincount(persona_code, weights=loss * reviewed, minlength=personas)
+    by_persona = [
+        {"persona_name": name} | _summary(counts[i], approved_pd[i], approved_loss[i], review_loss[i])
+        for i, name in enumerate(persona_names)
+    ]
+    overall = _summary(counts.sum(axis=0), approved_pd.sum(), approved_loss.sum(), review_loss.sum())
+    return overall, by_persona
+
+
 @dataclass
 class PolicyOutcome:
     """What a policy does to the population: overall, by persona, and by fairness group."""
@@ -201,22 +227,11 @@ class PolicyOutcome:
 
     @classmethod
     def from_decisions(cls, population: PolicyPopulation, policy: Policy, decision: np.ndarray) -> PolicyOutcome:
-        personas = len(population.persona_names)
-        # One bincount over (persona, decision) pairs gives every count at once.
-        cell = population.persona_code.astype(np.int64) * 3 + decision
-        counts = np.bincount(cell, minlength=personas * 3).reshape(personas, 3)
-        approved = decision == 0
-        reviewed = decision == 1
         loss = population.pd * policy.lgd * population.exposure
-        approved_pd = np.bincount(population.persona_code, weights=population.pd * approved, minlength=personas)
-        approved_loss = np.bincount(population.persona_code, weights=loss * approved, minlength=personas)
-        review_loss = np.bincount(population.persona_code, weights=loss * reviewed, minlength=personas)
-        by_persona = [
-            {"persona_name": name} | _summary(counts[i], approved_pd[i], approved_loss[i], review_loss[i])
-            for i, name in enumerate(population.persona_names)
-        ]
-        overall = _summary(counts.sum(axis=0), approved_pd.sum(), approved_loss.sum(), review_loss.sum())
-        return cls(overall, by_persona, fairness_check(population, approved), decision)
+        overall, by_persona = _tally(
+            population.persona_code, population.persona_names, decision, None, population.pd, loss
+        )
+        return cls(overall, by_persona, fairness_check(population, decision == 0), decision)
 
 
 #: Adverse impact ratio below this flags a group (the four-fifths rule).
@@ -286,20 +301,14 @@ class PolicyCells:
             np.where(self.floor_score < policy.decline_below_score, 2, 1),
         )
         decision[(self.review_bits & enabled) != 0] = 1
-        personas = len(self.persona_names)
-        cell = self.persona_code.astype(np.int64) * 3 + decision
-        counts = np.bincount(cell, weights=self.customers, minlength=personas * 3).reshape(personas, 3).astype(np.int64)
-        approved, reviewed = decision == 0, decision == 1
-        loss = self.pd_exposure_sum * policy.lgd
-        approved_pd = np.bincount(self.persona_code, weights=self.pd_sum * approved, minlength=personas)
-        approved_loss = np.bincount(self.persona_code, weights=loss * approved, minlength=personas)
-        review_loss = np.bincount(self.persona_code, weights=loss * reviewed, minlength=personas)
-        by_persona = [
-            {"persona_name": name} | _summary(counts[i], approved_pd[i], approved_loss[i], review_loss[i])
-            for i, name in enumerate(self.persona_names)
-        ]
-        overall = _summary(counts.sum(axis=0), approved_pd.sum(), approved_loss.sum(), review_loss.sum())
-        return overall, by_persona
+        return _tally(
+            self.persona_code,
+            self.persona_names,
+            decision,
+            self.customers,
+            self.pd_sum,
+            self.pd_exposure_sum * policy.lgd,
+        )
 
 
 def fairness_check(population: PolicyPopulation, approved: np.ndarray) -> list[dict]:
