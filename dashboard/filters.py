@@ -185,6 +185,9 @@ MARTS = (
     ("mart_alerts", "ml_alerts"),
     ("mart_offers", "ml_recommendations"),
     ("mart_rfm", "ml_rfm"),
+    ("mart_rfm_cube", "ml_rfm"),
+    ("mart_rfm_sample", "ml_rfm"),
+    ("mart_offer_cube", "ml_recommendations"),
 )
 
 

@@ -64,14 +64,19 @@ class PagedTable:
     #: One row per customer (or per customer's alert, offer...): viewers, who see aggregates only,
     #: get a sentence instead of the rows and cannot download them.
     customer_level: bool = True
+    #: A query giving the row count (as ``n``) with the same parameters, from a cube of the table
+    #: (warehouse/marts.py) instead of counting its rows; by default ``count(*)`` of ``from_where``.
+    count_sql: str | None = None
 
     def __post_init__(self) -> None:
-        queries = {f"{self.name}:count": f"SELECT count(*) AS n {self.from_where}"}
+        count = self.count_sql or f"SELECT count(*) AS n {self.from_where}"
+        queries = {f"{self.name}:count": count}
         # With no global filter set, the count and the search for a page's keys skip the join to
         # the customer profile where they read nothing of it (see filters.unfiltered).
         bare = filters.unfiltered(self.from_where)
-        if bare is not None:
-            queries[f"{self.name}:count:all"] = f"SELECT count(*) AS n {bare}"
+        bare_count = filters.unfiltered(count)
+        if bare_count is not None:
+            queries[f"{self.name}:count:all"] = bare_count
         for column in self.sortable:
             for direction in ("ASC", "DESC"):
                 order = f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"

@@ -200,6 +200,58 @@ def test_the_customer_cube_adds_up_to_the_profile_under_any_filter(full_db: Path
             assert from_cube[4] == from_profile[4]
 
 
+@pytest.mark.parametrize(
+    ("cube", "mart", "groups", "measures"),
+    [
+        ("mart_rfm_cube", "mart_rfm", "segment, cluster_id", "count(*), sum(rfm_monetary)"),
+        ("mart_offer_cube", "mart_offers", "product", "count(*), count(*) FILTER (priority = 1)"),
+    ],
+)
+def test_the_fact_cubes_add_up_to_their_marts_under_any_filter(
+    full_db: Path, cube: str, mart: str, groups: str, measures: str
+) -> None:
+    """Counts summed from a fact cube equal those counted over the fact mart's rows, group by group."""
+    from dashboard import filters
+    from warehouse.marts import FACT_CUBES
+
+    summed = ", ".join(f"sum({column})" for column, _, _ in next(c for c in FACT_CUBES if c.name == cube).measures)
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        grade, persona, product = con.execute(
+            f"SELECT grade, persona_key, products[1] FROM {mart} WHERE len(products) > 0 ORDER BY customer_id LIMIT 1"
+        ).fetchone()
+        uncommented = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = ? AND coalesce(comment, '') = ''", [cube]
+        ).fetchone()[0]
+        for chosen in ({}, {"grade": [grade]}, {"persona": [persona], "product": [product]}):
+            params = filters.params(chosen)
+            from_cube = con.execute(
+                f"SELECT {groups}, {summed} FROM {cube} r WHERE {filters.condition('r')} GROUP BY ALL ORDER BY ALL",
+                params,
+            ).fetchall()
+            from_mart = con.execute(
+                f"SELECT {groups}, {measures} FROM {mart} r WHERE {filters.condition('r')} GROUP BY ALL ORDER BY ALL",
+                params,
+            ).fetchall()
+            assert len(from_cube) > 0
+            assert [row[:-1] for row in from_cube] == [row[:-1] for row in from_mart]
+            assert [row[-1] for row in from_cube] == pytest.approx([row[-1] for row in from_mart])
+    assert uncommented == 0
+
+
+def test_the_rfm_sample_is_a_fixed_tenth_of_the_scores(full_db: Path) -> None:
+    from warehouse.marts import RFM_SAMPLE_EVERY
+
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        sample = con.execute("SELECT customer_id, rfm_monetary FROM mart_rfm_sample ORDER BY ALL").fetchall()
+        chosen = con.execute(
+            f"SELECT customer_id, rfm_monetary FROM mart_rfm WHERE hash(customer_id) % {RFM_SAMPLE_EVERY} = 0 "
+            "ORDER BY ALL"
+        ).fetchall()
+        scored = con.execute("SELECT count(*) FROM mart_rfm").fetchone()[0]
+    assert sample == chosen
+    assert scored / (2 * RFM_SAMPLE_EVERY) < len(sample) < 2 * scored / RFM_SAMPLE_EVERY
+
+
 def test_the_persona_map_sample_is_the_first_customers_by_hash(full_db: Path) -> None:
     """The map's stored order makes "the first N meeting the filter" the hash-ordered sample."""
     from dashboard import filters

@@ -93,13 +93,22 @@ def test_spread_shows_medians_and_quartiles(page, full_db_copy: Path) -> None:
 
 
 def test_spread_samples_a_fixed_share_of_a_large_population(page, full_db_copy: Path, monkeypatch) -> None:
-    monkeypatch.setattr(page, "SPREAD_SAMPLE", 500)  # 2,000 customers: one in four
+    monkeypatch.setattr(page, "SPREAD_SAMPLED_FROM", 50)  # this warehouse's populations count as large
     figure = page.show_spread({}).figure
-    assert "1 customer in 4" in figure.layout.title.text
-    sample = sql(full_db_copy, f"SELECT r.segment, count(*) AS n {SCORED} AND hash(r.customer_id) % 4 = 0 GROUP BY ALL")
+    every = page.RFM_SAMPLE_EVERY
+    assert f"1 customer in {every}" in figure.layout.title.text
+    sample = sql(
+        full_db_copy, f"SELECT r.segment, count(*) AS n {SCORED} AND hash(r.customer_id) % {every} = 0 GROUP BY ALL"
+    )
+    total = int(sql(full_db_copy, f"SELECT count(*) AS n {SCORED}").item())
     shown = {segment: row[2] for segment, row in zip(figure.data[0].y, figure.data[0].customdata, strict=True)}
-    assert shown == dict(sample.rows()) and 300 < sum(shown.values()) < 700
+    assert shown == dict(sample.rows()) and total / (2 * every) < sum(shown.values()) < 2 * total / every
     assert figure.to_dict() == page.show_spread({}).figure.to_dict()  # the same sample every time
+    # Filtered, the sample keeps the filter's customers only, and small populations are counted whole.
+    north = page.show_spread({"region": ["North"]}).figure
+    assert f"1 customer in {every}" in north.layout.title.text
+    monkeypatch.setattr(page, "SPREAD_SAMPLED_FROM", 10**9)
+    assert "sample" not in page.show_spread({}).figure.layout.title.text
 
 
 def test_clusters_table_counts_the_filtered_customers(page, full_db_copy: Path) -> None:

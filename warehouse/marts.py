@@ -203,8 +203,8 @@ FACT_MART_COMMENTS = {
 
 
 def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
-    """(Re)create the customer cube, the persona map, and each fact mart whose model table exists,
-    from ``mart_customer_profile`` (call after :func:`refresh_customer_profile`)."""
+    """(Re)create the customer cube, the persona map, each fact mart whose model table exists and the
+    fact cubes over them, from ``mart_customer_profile`` (call after :func:`refresh_customer_profile`)."""
     refresh_customer_cube(con)
     refresh_persona_map(con)
     dimensions = ", ".join(f"p.{name}" for name in FILTER_DIMENSIONS)
@@ -229,6 +229,78 @@ def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
         comments = source_comments | FACT_MART_COMMENTS
         comment_table(con, mart.name, mart.grain)
         comment_columns(con, mart.name, {column: comments[column] for column in present if column in comments})
+    for cube in FACT_CUBES:
+        refresh_fact_cube(con, cube)
+    refresh_rfm_sample(con)
+
+
+class FactCube(NamedTuple):
+    """Counts of a fact mart per combination of some of its columns and the filter dimensions: the
+    counts and sums a filtered page shows, from tens of thousands of rows instead of millions."""
+
+    name: str
+    source: str  # a fact mart
+    grain: str
+    groups: tuple[str, ...]  # the mart's columns grouped by, besides the filter dimensions
+    measures: tuple[tuple[str, str, str], ...]  # (column, SQL over the mart's rows, comment)
+
+
+FACT_CUBES = (
+    FactCube(
+        "mart_rfm_cube",
+        "mart_rfm",
+        "One row per RFM grid cell (recency and frequency scores), segment and cluster of the latest RFM run, "
+        "and combination of the customer filter dimensions: segment sizes, the grid, cluster counts and the "
+        "customer list's row count under any global filter.",
+        ("run_id", "r_score", "f_score", "segment", "cluster_id"),
+        (
+            ("customers", "count(*)", "Customers scored in the combination."),
+            ("monetary", "sum(rfm_monetary)", "Their total spend (rfm_monetary summed)."),
+        ),
+    ),
+    FactCube(
+        "mart_offer_cube",
+        "mart_offers",
+        "One row per product offered by the latest cross-sell run and combination of the customer filter "
+        "dimensions: the campaign mix and the offers table's row count under any global filter.",
+        ("product", "product_name"),
+        (
+            ("offers", "count(*)", "Offers of the product (one per customer offered it)."),
+            (
+                "first_choice",
+                "count(*) FILTER (priority = 1)",
+                "Offers of the product as the customer's first choice (priority 1); every customer with "
+                "offers has exactly one, so summed over products it counts customers.",
+            ),
+        ),
+    ),
+)
+
+
+def refresh_fact_cube(con: duckdb.DuckDBPyConnection, cube: FactCube) -> None:
+    """(Re)create one fact cube from its fact mart; none when the mart is absent."""
+    con.execute(f"DROP TABLE IF EXISTS {cube.name}")
+    if not _exists(con, cube.source):
+        return
+    groups = ", ".join((*cube.groups, *FILTER_DIMENSIONS))
+    measures = ", ".join(
+        f"{sql}::BIGINT AS {column}" if sql.startswith("count") else f"{sql} AS {column}"
+        for column, sql, _ in cube.measures
+    )
+    con.execute(f"CREATE TABLE {cube.name} AS SELECT {groups}, {measures} FROM {cube.source} GROUP BY ALL ORDER BY ALL")
+    source_comments = dict(
+        con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ? AND comment IS NOT NULL",
+            [cube.source],
+        ).fetchall()
+    )
+    comment_table(con, cube.name, cube.grain)
+    comment_columns(
+        con,
+        cube.name,
+        {column: source_comments[column] for column in (*cube.groups, *FILTER_DIMENSIONS) if column in source_comments}
+        | {column: comment for column, _, comment in cube.measures},
+    )
 
 
 CUBE = "mart_customer_cube"
@@ -346,3 +418,32 @@ def build_customer_months(con: duckdb.DuckDBPyConnection) -> None:
     )
     comment_table(con, MONTHS, MONTHS_GRAIN)
     comment_columns(con, MONTHS, MONTHS_COMMENTS)
+
+
+RFM_SAMPLE = "mart_rfm_sample"
+#: mart_rfm_sample keeps one customer in this many.
+RFM_SAMPLE_EVERY = 10
+RFM_SAMPLE_GRAIN = (
+    f"One row per customer of mart_rfm whose hash(customer_id) is a multiple of {RFM_SAMPLE_EVERY}: a fixed "
+    f"random sample of about 1 in {RFM_SAMPLE_EVERY} scored customers, with the same columns, from which the "
+    "dashboard reads quartiles of large populations (sorting every value of a million customers costs ten "
+    "times as much, for quartiles that move by a hair)."
+)
+
+
+def refresh_rfm_sample(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``mart_rfm_sample`` from ``mart_rfm``; none when the mart is absent."""
+    con.execute(f"DROP TABLE IF EXISTS {RFM_SAMPLE}")
+    if not _exists(con, "mart_rfm"):
+        return
+    con.execute(
+        f"CREATE TABLE {RFM_SAMPLE} AS SELECT * FROM mart_rfm "
+        f"WHERE hash(customer_id) % {RFM_SAMPLE_EVERY} = 0 ORDER BY customer_id"
+    )
+    comments = dict(
+        con.execute(
+            "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'mart_rfm' AND comment IS NOT NULL"
+        ).fetchall()
+    )
+    comment_table(con, RFM_SAMPLE, RFM_SAMPLE_GRAIN)
+    comment_columns(con, RFM_SAMPLE, comments)

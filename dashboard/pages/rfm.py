@@ -23,6 +23,7 @@ from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
 from models.rfm import segment_of
 from warehouse.errors import SegriskError
+from warehouse.marts import RFM_SAMPLE, RFM_SAMPLE_EVERY
 
 dash.register_page(__name__, path="/rfm", name="RFM", order=5)
 
@@ -47,12 +48,17 @@ AT_RISK = ("At Risk", "Can't Lose Them")
 BEST = ("Champions", "Loyal")
 #: The treemap's root tile: clicking it lists every segment again.
 ROOT = "All scored customers"
-#: From twice this many customers on, the quartiles by segment come from a sample (see spread_modulus).
-SPREAD_SAMPLE = 250_000
+#: From this many customers on, the quartiles by segment come from the stored sample (mart_rfm_sample,
+#: 1 customer in RFM_SAMPLE_EVERY), so at least 10,000 sampled customers give them.
+SPREAD_SAMPLED_FROM = 10_000 * RFM_SAMPLE_EVERY
 HIDDEN, SHOWN = {"display": "none"}, {}
 
-#: Customers and spend per grid cell and cluster: segment sizes, grid and cluster counts in one query.
-CELLS = "SELECT r.r_score, r.f_score, r.segment, r.cluster_id, count(*) AS customers, sum(r.rfm_monetary) AS monetary"
+#: Customers and spend per grid cell and cluster: segment sizes, grid and cluster counts in one query,
+#: summed from the RFM cube (some 180,000 rows at a million customers instead of a million scores).
+CELLS = (
+    "SELECT r.r_score, r.f_score, r.segment, r.cluster_id, sum(r.customers)::BIGINT AS customers, "
+    "sum(r.monetary) AS monetary FROM mart_rfm_cube r WHERE r.run_id = $run_id"
+)
 #: Median and quartiles of recency, frequency and spend, for rfm_spread and its sampled twin.
 SPREAD = (
     "SELECT r.segment, count(*) AS customers, quantile_cont(r.rfm_recency_days, [0.25, 0.5, 0.75]) AS recency, "
@@ -62,20 +68,21 @@ SPREAD = (
 #: A run's scores of the customers the global filters keep (the RFM mart holds the latest run's
 #: scores with each customer's filter dimensions; the run id guards against a stale mart).
 SCORED = f"FROM mart_rfm r WHERE r.run_id = $run_id AND {filters.condition('r')}"
+#: The same from the stored sample of the scores.
+SAMPLED = f"FROM {RFM_SAMPLE} r WHERE r.run_id = $run_id AND {filters.condition('r')}"
 
 register_scoped(
     rfm_spread=f"{SPREAD} {SCORED} GROUP BY ALL",
-    # Quartiles sort every value of their group: from 2 x SPREAD_SAMPLE customers on they come from a
-    # fixed 1-in-$modulus sample, a quarter of the time at a million customers for quartiles that move
-    # by a hair.
-    rfm_spread_sampled=f"{SPREAD} {SCORED} AND hash(r.customer_id) % $modulus::UBIGINT = 0 GROUP BY ALL",
+    # Quartiles sort every value of their group: from SPREAD_SAMPLED_FROM customers on they come from
+    # the stored fixed sample, a tenth of the rows for quartiles that move by a hair.
+    rfm_spread_sampled=f"{SPREAD} {SAMPLED} GROUP BY ALL",
 )
 
 register(
     rfm_run="SELECT run_id, finished_at, parameters FROM ml_model_runs WHERE model_kind = 'rfm' "
     "ORDER BY finished_at DESC LIMIT 1",
-    rfm_cells=f"{CELLS} {SCORED} GROUP BY ALL ORDER BY ALL",
-    rfm_cells_all=f"{CELLS} FROM mart_rfm r WHERE r.run_id = $run_id GROUP BY ALL ORDER BY ALL",
+    rfm_cells=f"{CELLS} AND {filters.condition('r')} GROUP BY ALL ORDER BY ALL",
+    rfm_cells_all=f"{CELLS} GROUP BY ALL ORDER BY ALL",
     rfm_clusters="SELECT cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
     "centroid_monetary FROM ml_rfm_clusters WHERE run_id = $run_id ORDER BY cluster_id",
 )
@@ -86,6 +93,9 @@ TABLE = PagedTable(
     select="r.customer_id, r.persona_name, r.grade, r.segment, r.cluster_name, r.rfm_cell, r.rfm_recency_days, "
     "r.rfm_frequency, r.rfm_monetary",
     from_where=f"{SCORED} AND (len($segments) = 0 OR list_contains($segments, r.segment))",
+    count_sql="SELECT coalesce(sum(r.customers), 0)::BIGINT AS n "
+    f"FROM mart_rfm_cube r WHERE r.run_id = $run_id AND {filters.condition('r')} "
+    "AND (len($segments) = 0 OR list_contains($segments, r.segment))",
     columns=(
         Column("customer_id", "Customer", lambda v: dcc.Link(ui.count(v), href=f"/customer?customer_id={v}")),
         Column("persona_name", "Persona"),
@@ -249,13 +259,10 @@ def grid_figure(grid: pl.DataFrame, selected: list[str] | None = None) -> go.Fig
     return figure
 
 
-def spread_modulus(customers: int) -> int:
-    """1 keeps everyone; n keeps about one customer in n, so fewer than 2 x SPREAD_SAMPLE are read.
-
-    Below 2 x SPREAD_SAMPLE a sample saves little (the join costs more than the sort there), so
-    small and most filtered populations get exact quartiles.
-    """
-    return max(1, customers // SPREAD_SAMPLE)
+def spread_sampled(customers: int) -> bool:
+    """Whether the quartiles of ``customers`` come from the stored sample: from SPREAD_SAMPLED_FROM
+    on; below, exact quartiles of every customer cost little and a sample would be thin."""
+    return customers >= SPREAD_SAMPLED_FROM
 
 
 def spread_figure(spread: pl.DataFrame, modulus: int = 1) -> go.Figure:
@@ -400,8 +407,9 @@ def layout(segment: str | None = None, **_query: str) -> html.Div:
         run = latest_run(data)
         if run is None:
             return ui.unavailable(absent_sentence(data))
-        if not data.has("mart_rfm"):
-            return ui.outdated("mart_rfm", "segrisk train rfm")
+        for mart in ("mart_rfm", "mart_rfm_cube"):
+            if not data.has(mart):
+                return ui.outdated(mart, "segrisk train rfm")
     except SegriskError as exc:
         return ui.failed(exc)
     as_of = run["parameters"].get("as_of")
@@ -498,12 +506,11 @@ def show_spread(global_filters: dict | None):
         if run is None:
             return None
         params = filters.params(global_filters)
-        modulus = spread_modulus(int(data.query("filtered_count", **params).item()))
-        spread = (
-            filters.scoped_query(data, "rfm_spread_sampled", global_filters, run_id=run["run_id"], modulus=modulus)
-            if modulus > 1
-            else filters.scoped_query(data, "rfm_spread", global_filters, run_id=run["run_id"])
+        sampled = spread_sampled(int(data.query("filtered_count", **params).item())) and data.has(RFM_SAMPLE)
+        spread = filters.scoped_query(
+            data, "rfm_spread_sampled" if sampled else "rfm_spread", global_filters, run_id=run["run_id"]
         )
+        modulus = RFM_SAMPLE_EVERY if sampled else 1
     except SegriskError as exc:
         return ui.failed(exc)
     if spread.height == 0:
