@@ -122,3 +122,24 @@ def dashboard_page(db: Path, module: str):  # noqa: ANN201 - the page module Das
 
     create_app(db, users={"admin": auth.User("admin", "admin", generate_password_hash("pw"))})
     return sys.modules[f"pages.{module}"]
+
+
+@pytest.fixture(autouse=True)
+def figures_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures the dashboard builds from plain dicts skip Plotly's validation for speed (ui.figure):
+    in the tests every one is also built through a validating go.Figure, which raises on a property
+    or value Plotly does not accept, and must keep every trace and title."""
+    import plotly.graph_objects as go
+
+    from dashboard import ui
+
+    unvalidated = ui.figure
+
+    def validated(data: list[dict], layout: dict) -> go.Figure:
+        figure = unvalidated(data, layout)
+        checked = go.Figure(data=data, layout=layout)
+        assert [trace.type for trace in checked.data] == [trace.type for trace in figure.data]
+        assert checked.layout.title.text == figure.layout.title.text
+        return figure
+
+    monkeypatch.setattr(ui, "figure", validated)

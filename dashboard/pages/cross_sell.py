@@ -194,40 +194,47 @@ def penetration_figure(
                 for p in products
             ]
         )
-    figure = go.Figure(
-        go.Heatmap(
-            x=products,
-            y=personas,
-            z=z,
-            zmin=0,
-            zmax=1,
-            colorscale="Blues",
-            customdata=hover,
-            hovertemplate="%{customdata}<extra></extra>",
-            texttemplate="%{z:.0%}",
-            colorbar=dict(title="Hold", tickformat=".0%"),
-            xgap=1,
-            ygap=1,
-        )
-    )
-    for row, key in enumerate(personas):
-        if key in (selected or []):
-            figure.add_shape(
-                type="rect",
-                x0=-0.5,
-                x1=len(products) - 0.5,
-                y0=row - 0.5,
-                y1=row + 0.5,
-                line=dict(color="#d62728", width=2),
-            )
-    figure.update_layout(
-        title="Product penetration by persona (click a cell to filter)", margin=dict(t=50, l=10), height=420
-    )
-    figure.update_xaxes(tickvals=products, ticktext=[product_label(p) for p in products], tickangle=-35)
-    figure.update_yaxes(
-        tickvals=personas, ticktext=[persona_label(k, names) for k in personas], autorange="reversed", automargin=True
-    )
-    return figure
+    heatmap = {
+        "type": "heatmap",
+        "x": products,
+        "y": personas,
+        "z": z,
+        "zmin": 0,
+        "zmax": 1,
+        "colorscale": "Blues",
+        "customdata": hover,
+        "hovertemplate": "%{customdata}<extra></extra>",
+        "texttemplate": "%{z:.0%}",
+        "colorbar": {"title": {"text": "Hold"}, "tickformat": ".0%"},
+        "xgap": 1,
+        "ygap": 1,
+    }
+    outlines = [
+        {
+            "type": "rect",
+            "x0": -0.5,
+            "x1": len(products) - 0.5,
+            "y0": row - 0.5,
+            "y1": row + 0.5,
+            "line": {"color": "#d62728", "width": 2},
+        }
+        for row, key in enumerate(personas)
+        if key in (selected or [])
+    ]
+    layout = {
+        "title": {"text": "Product penetration by persona (click a cell to filter)"},
+        "margin": {"t": 50, "l": 10},
+        "height": 420,
+        "shapes": outlines,
+        "xaxis": {"tickvals": products, "ticktext": [product_label(p) for p in products], "tickangle": -35},
+        "yaxis": {
+            "tickvals": personas,
+            "ticktext": [persona_label(k, names) for k in personas],
+            "autorange": "reversed",
+            "automargin": True,
+        },
+    }
+    return ui.figure([heatmap], layout)
 
 
 def mix_figure(mix: pl.DataFrame, names: dict[str, str], measure: str = "first_choice") -> go.Figure:
@@ -240,38 +247,39 @@ def mix_figure(mix: pl.DataFrame, names: dict[str, str], measure: str = "first_c
         .sort(["total", "product"])
     )
     labels = dict(products.select("product", "product_name").rows())
-    figure = go.Figure()
+    bars = []
     for key in persona_order(mix.get_column("segment_key")):
         part = mix.filter((pl.col("segment_key") == key) & (pl.col(measure) > 0))
         if part.height == 0:
             continue
         label = persona_label(key, names)
-        figure.add_trace(
-            go.Bar(
-                y=[labels.get(p, product_label(p)) for p in part.get_column("product")],
-                x=part.get_column(measure).to_list(),
-                orientation="h",
-                name=label,
-                marker_color=ui.persona_colour(key),
-                customdata=[[key, p] for p in part.get_column("product")],
-                hovertemplate="%{y}: %{x:,} " + MEASURES[measure] + "<extra>" + label + "</extra>",
-            )
+        bars.append(
+            {
+                "type": "bar",
+                "y": [labels.get(p, product_label(p)) for p in part.get_column("product")],
+                "x": part.get_column(measure).to_list(),
+                "orientation": "h",
+                "name": label,
+                "marker": {"color": ui.persona_colour(key)},
+                "customdata": [[key, p] for p in part.get_column("product")],
+                "hovertemplate": "%{y}: %{x:,} " + MEASURES[measure] + "<extra>" + label + "</extra>",
+            }
         )
-    figure.update_layout(
-        barmode="stack",
-        title=f"Campaign mix: {MEASURES[measure]} by product and persona",
-        xaxis_title=MEASURES[measure].capitalize(),
-        legend=dict(orientation="h", y=-0.2, traceorder="normal"),
-        showlegend=True,
-        margin=dict(t=50, l=10),
-        height=420,
-    )
-    figure.update_yaxes(
-        categoryorder="array",
-        categoryarray=[labels[p] for p in products.get_column("product")],
-        automargin=True,
-    )
-    return figure
+    layout = {
+        "barmode": "stack",
+        "title": {"text": f"Campaign mix: {MEASURES[measure]} by product and persona"},
+        "xaxis": {"title": {"text": MEASURES[measure].capitalize()}},
+        "yaxis": {
+            "categoryorder": "array",
+            "categoryarray": [labels[p] for p in products.get_column("product")],
+            "automargin": True,
+        },
+        "legend": {"orientation": "h", "y": -0.2, "traceorder": "normal"},
+        "showlegend": True,
+        "margin": {"t": 50, "l": 10},
+        "height": 420,
+    }
+    return ui.figure(bars, layout)
 
 
 def headline_cards(

@@ -197,30 +197,32 @@ def treemap_figure(sizes: pl.DataFrame, selected: list[str] | None = None) -> go
     chosen = set(selected or [])
     total = int(sizes.get_column("customers").sum() or 0)
     spend = float(sizes.get_column("monetary").sum() or 0)
-    figure = go.Figure(
-        go.Treemap(
-            ids=[ROOT, *segments],
-            labels=[ROOT, *segments],
-            parents=["", *[ROOT] * len(segments)],
-            values=[total, *sizes.get_column("customers").to_list()],
-            branchvalues="total",
-            marker=dict(
-                colors=["#f8f9fa", *[SEGMENT_COLOURS.get(s, "#dddddd") for s in segments]],
-                line=dict(
-                    color=["#ffffff", *["#212529" if s in chosen else "#ffffff" for s in segments]],
-                    width=[0, *[4 if s in chosen else 1 for s in segments]],
-                ),
-            ),
-            customdata=[(1.0, spend / total if total else None), *sizes.select("share", "mean_monetary").rows()],
-            texttemplate="<b>%{label}</b><br>%{value:,} customers<br>%{customdata[0]:.1%}",
-            hovertemplate="<b>%{label}</b><br>%{value:,} customers (%{customdata[0]:.1%})<br>"
-            "mean spend %{customdata[1]:,.0f}<extra></extra>",
-            sort=False,
-            pathbar=dict(visible=False),
-        )
-    )
-    figure.update_layout(title="Customers by RFM segment (click a tile to list them)", margin=dict(t=50, l=5, r=5, b=5))
-    return figure
+    treemap = {
+        "type": "treemap",
+        "ids": [ROOT, *segments],
+        "labels": [ROOT, *segments],
+        "parents": ["", *[ROOT] * len(segments)],
+        "values": [total, *sizes.get_column("customers").to_list()],
+        "branchvalues": "total",
+        "marker": {
+            "colors": ["#f8f9fa", *[SEGMENT_COLOURS.get(s, "#dddddd") for s in segments]],
+            "line": {
+                "color": ["#ffffff", *["#212529" if s in chosen else "#ffffff" for s in segments]],
+                "width": [0, *[4 if s in chosen else 1 for s in segments]],
+            },
+        },
+        "customdata": [(1.0, spend / total if total else None), *sizes.select("share", "mean_monetary").rows()],
+        "texttemplate": "<b>%{label}</b><br>%{value:,} customers<br>%{customdata[0]:.1%}",
+        "hovertemplate": "<b>%{label}</b><br>%{value:,} customers (%{customdata[0]:.1%})<br>"
+        "mean spend %{customdata[1]:,.0f}<extra></extra>",
+        "sort": False,
+        "pathbar": {"visible": False},
+    }
+    layout = {
+        "title": {"text": "Customers by RFM segment (click a tile to list them)"},
+        "margin": {"t": 50, "l": 5, "r": 5, "b": 5},
+    }
+    return ui.figure([treemap], layout)
 
 
 def grid_figure(grid: pl.DataFrame, selected: list[str] | None = None) -> go.Figure:
@@ -231,32 +233,42 @@ def grid_figure(grid: pl.DataFrame, selected: list[str] | None = None) -> go.Fig
     z = [[cells[(r, f)][1] if (r, f) in cells else None for f in scores] for r in scores]
     custom = [[[cells[(r, f)][0], cells[(r, f)][2]] if (r, f) in cells else ["", None] for f in scores] for r in scores]
     text = [[f"{cells[(r, f)][0]}<br>{cells[(r, f)][1]:,}" if (r, f) in cells else "" for f in scores] for r in scores]
-    figure = go.Figure(
-        go.Heatmap(
-            x=scores,
-            y=scores,
-            z=z,
-            text=text,
-            texttemplate="%{text}",
-            textfont=dict(size=10),
-            customdata=custom,
-            colorscale="Blues",
-            colorbar=dict(title="Customers"),
-            hovertemplate="R %{y}, F %{x}: %{customdata[0]}<br>%{z:,} customers<br>"
-            "mean spend %{customdata[1]:,.0f}<extra></extra>",
-            xgap=2,
-            ygap=2,
-        )
-    )
-    for (r, f), (segment, _, _) in cells.items():
-        if segment in (selected or []):
-            figure.add_shape(
-                type="rect", x0=f - 0.5, x1=f + 0.5, y0=r - 0.5, y1=r + 0.5, line=dict(color="#212529", width=3)
-            )
-    figure.update_layout(title="RFM grid: recency score x frequency score", margin=dict(t=50))
-    figure.update_xaxes(title="Frequency score (5 = buys most often)", dtick=1)
-    figure.update_yaxes(title="Recency score (5 = bought most recently)", dtick=1)
-    return figure
+    heatmap = {
+        "type": "heatmap",
+        "x": scores,
+        "y": scores,
+        "z": z,
+        "text": text,
+        "texttemplate": "%{text}",
+        "textfont": {"size": 10},
+        "customdata": custom,
+        "colorscale": "Blues",
+        "colorbar": {"title": {"text": "Customers"}},
+        "hovertemplate": "R %{y}, F %{x}: %{customdata[0]}<br>%{z:,} customers<br>"
+        "mean spend %{customdata[1]:,.0f}<extra></extra>",
+        "xgap": 2,
+        "ygap": 2,
+    }
+    outlines = [
+        {
+            "type": "rect",
+            "x0": f - 0.5,
+            "x1": f + 0.5,
+            "y0": r - 0.5,
+            "y1": r + 0.5,
+            "line": {"color": "#212529", "width": 3},
+        }
+        for (r, f), (segment, _, _) in cells.items()
+        if segment in (selected or [])
+    ]
+    layout = {
+        "title": {"text": "RFM grid: recency score x frequency score"},
+        "margin": {"t": 50},
+        "shapes": outlines,
+        "xaxis": {"title": {"text": "Frequency score (5 = buys most often)"}, "dtick": 1},
+        "yaxis": {"title": {"text": "Recency score (5 = bought most recently)"}, "dtick": 1},
+    }
+    return ui.figure([heatmap], layout)
 
 
 def spread_sampled(customers: int) -> bool:
@@ -330,7 +342,7 @@ def spread_figure(spread: pl.DataFrame, modulus: int = 1) -> go.Figure:
     }
     layout["margin"] = {"t": 80, "l": 10}
     layout["height"] = 420
-    return go.Figure(data=traces, layout=layout)
+    return ui.figure(traces, layout)
 
 
 def headline_cards(sizes: pl.DataFrame, customers: int, global_filters: dict | None) -> dbc.Row:

@@ -92,46 +92,49 @@ def alert_params(data: WarehouseReader, global_filters: dict | None, rules, seve
 
 def rule_figure(by_rule: pl.DataFrame) -> go.Figure:
     """Alerts by rule, stacked by severity."""
-    figure = go.Figure()
-    for severity in ("low", "medium", "high"):
-        part = by_rule.filter(pl.col("severity") == severity)
-        if part.height:
-            figure.add_trace(
-                go.Bar(
-                    y=part.get_column("rule_label").to_list(),
-                    x=part.get_column("alerts").to_list(),
-                    orientation="h",
-                    name=severity,
-                    marker_color=ui.SEVERITY_COLOURS[severity],
-                    hovertemplate="%{y}: %{x:,} " + severity + "<extra></extra>",
-                )
-            )
-    figure.update_layout(barmode="stack", title="Alerts by rule", xaxis_title="Alerts", margin=dict(t=50, l=10))
-    figure.update_yaxes(automargin=True)
-    return figure
+    bars = [
+        {
+            "type": "bar",
+            "y": part.get_column("rule_label").to_list(),
+            "x": part.get_column("alerts").to_list(),
+            "orientation": "h",
+            "name": severity,
+            "marker": {"color": ui.SEVERITY_COLOURS[severity]},
+            "hovertemplate": "%{y}: %{x:,} " + severity + "<extra></extra>",
+        }
+        for severity in ("low", "medium", "high")
+        if (part := by_rule.filter(pl.col("severity") == severity)).height
+    ]
+    layout = {
+        "barmode": "stack",
+        "title": {"text": "Alerts by rule"},
+        "xaxis": {"title": {"text": "Alerts"}},
+        "yaxis": {"automargin": True},
+        "margin": {"t": 50, "l": 10},
+    }
+    return ui.figure(bars, layout)
 
 
 def period_figure(by_period: pl.DataFrame) -> go.Figure:
     """Alerts per period over every run kept in the warehouse, one bar group per rule."""
-    figure = go.Figure()
-    for (label,), part in by_period.group_by("rule_label", maintain_order=True):
-        figure.add_trace(
-            go.Bar(
-                x=[str(p)[:10] for p in part.get_column("period").to_list()],
-                y=part.get_column("alerts").to_list(),
-                name=str(label),
-                hovertemplate="%{x}: %{y:,} alerts<extra>" + str(label) + "</extra>",
-            )
-        )
-    figure.update_layout(
-        title="Alerts by period (all runs)",
-        xaxis_title="Period",
-        yaxis_title="Alerts",
-        xaxis_type="category",
-        legend=dict(orientation="h", y=-0.25),
-        margin=dict(t=50),
-    )
-    return figure
+    bars = [
+        {
+            "type": "bar",
+            "x": [str(p)[:10] for p in part.get_column("period").to_list()],
+            "y": part.get_column("alerts").to_list(),
+            "name": str(label),
+            "hovertemplate": "%{x}: %{y:,} alerts<extra>" + str(label) + "</extra>",
+        }
+        for (label,), part in by_period.group_by("rule_label", maintain_order=True)
+    ]
+    layout = {
+        "title": {"text": "Alerts by period (all runs)"},
+        "xaxis": {"title": {"text": "Period"}, "type": "category"},
+        "yaxis": {"title": {"text": "Alerts"}},
+        "legend": {"orientation": "h", "y": -0.25},
+        "margin": {"t": 50},
+    }
+    return ui.figure(bars, layout)
 
 
 def layout(**_query: str) -> html.Div:
