@@ -74,41 +74,41 @@ def headline_figures(
 
 
 def grade_figure(grades: pl.DataFrame) -> go.Figure:
-    figure = go.Figure(
-        go.Bar(
-            x=grades.get_column("grade").to_list(),
-            y=grades.get_column("customers").to_list(),
-            marker_color=[ui.GRADE_COLOURS.get(g, "#888") for g in grades.get_column("grade")],
-            customdata=grades.select("observed_default_rate").to_numpy(),
-            hovertemplate="Grade %{x}: %{y:,} customers, observed default rate %{customdata[0]:.1%}<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        title="Customers by risk grade (click a bar to filter)",
-        xaxis_title="Grade (A best)",
-        yaxis_title="Customers",
-        margin=dict(t=50),
-    )
-    return figure
+    bars = {
+        "type": "bar",
+        "x": grades.get_column("grade").to_list(),
+        "y": grades.get_column("customers").to_list(),
+        "marker": {"color": [ui.GRADE_COLOURS.get(g, "#888") for g in grades.get_column("grade")]},
+        "customdata": [[rate] for rate in grades.get_column("observed_default_rate").to_list()],
+        "hovertemplate": "Grade %{x}: %{y:,} customers, observed default rate %{customdata[0]:.1%}<extra></extra>",
+    }
+    layout = {
+        "title": {"text": "Customers by risk grade (click a bar to filter)"},
+        "xaxis": {"title": {"text": "Grade (A best)"}},
+        "yaxis": {"title": {"text": "Customers"}},
+        "margin": {"t": 50},
+    }
+    return ui.figure([bars], layout)
 
 
 def persona_figure(personas: pl.DataFrame, names: dict[str, str]) -> go.Figure:
     keys = personas.get_column("persona_key").to_list()
-    figure = go.Figure(
-        go.Bar(
-            y=[f"{names.get(k, k)} ({k})" for k in keys],
-            x=personas.get_column("customers").to_list(),
-            orientation="h",
-            marker_color=[ui.persona_colour(k) for k in keys],
-            customdata=[[k] for k in keys],
-            hovertemplate="%{y}: %{x:,} customers<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        title="Customers by persona (click a bar to filter)", xaxis_title="Customers", margin=dict(t=50, l=10)
-    )
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    return figure
+    bars = {
+        "type": "bar",
+        "y": [f"{names.get(k, k)} ({k})" for k in keys],
+        "x": personas.get_column("customers").to_list(),
+        "orientation": "h",
+        "marker": {"color": [ui.persona_colour(k) for k in keys]},
+        "customdata": [[k] for k in keys],
+        "hovertemplate": "%{y}: %{x:,} customers<extra></extra>",
+    }
+    layout = {
+        "title": {"text": "Customers by persona (click a bar to filter)"},
+        "xaxis": {"title": {"text": "Customers"}},
+        "yaxis": {"autorange": "reversed", "automargin": True},
+        "margin": {"t": 50, "l": 10},
+    }
+    return ui.figure([bars], layout)
 
 
 def layout(**_query: str) -> html.Div:

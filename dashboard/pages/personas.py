@@ -157,34 +157,35 @@ def scatter_figure(points: pl.DataFrame, names: dict[str, str]) -> go.Figure:
     """Customers on the first two principal components, one trace (and colour) per persona."""
     present = set(points.get_column("segment_key").to_list())
     keys = [k for k in names if k in present] + sorted(present - set(names))
-    figure = go.Figure()
     # Viewers see aggregates only: the points without the customer numbers on hover.
     show_ids = not flask.has_request_context() or can(current_user()[1], "customer_level")
+    traces = []
     for key in keys:
         part = points.filter(pl.col("segment_key") == key)
-        # Arrays, not lists: Plotly checks and encodes them ten times faster, and a click sends the
-        # point's persona key back (customdata) for the cross-filter.
-        figure.add_trace(
-            go.Scatter(
-                x=part.get_column("pca_x").to_numpy(),
-                y=part.get_column("pca_y").to_numpy(),
-                mode="markers",
-                name=label(key, names),
-                marker=dict(color=ui.persona_colour(key), size=5, opacity=0.75),
-                customdata=part.get_column("segment_key").to_numpy(),
-                text=part.get_column("customer_id").to_numpy() if show_ids else None,
-                hovertemplate=("Customer %{text}" if show_ids else "") + "<extra>" + label(key, names) + "</extra>",
-            )
-        )
-    figure.update_layout(
-        title="Customers by persona (click a point to filter)",
-        xaxis_title="First principal component",
-        yaxis_title="Second principal component",
-        legend=dict(title="Persona"),
-        margin=dict(t=50, r=10),
-        uirevision="personas-scatter",  # keeps zoom and hidden traces while filters change
-    )
-    return figure
+        # Arrays, not lists: Plotly encodes them ten times faster, and a click sends the point's
+        # persona key back (customdata) for the cross-filter.
+        trace = {
+            "type": "scatter",
+            "x": part.get_column("pca_x").to_numpy(),
+            "y": part.get_column("pca_y").to_numpy(),
+            "mode": "markers",
+            "name": label(key, names),
+            "marker": {"color": ui.persona_colour(key), "size": 5, "opacity": 0.75},
+            "customdata": part.get_column("segment_key").to_numpy(),
+            "hovertemplate": ("Customer %{text}" if show_ids else "") + "<extra>" + label(key, names) + "</extra>",
+        }
+        if show_ids:
+            trace["text"] = part.get_column("customer_id").to_numpy()
+        traces.append(trace)
+    layout = {
+        "title": {"text": "Customers by persona (click a point to filter)"},
+        "xaxis": {"title": {"text": "First principal component"}},
+        "yaxis": {"title": {"text": "Second principal component"}},
+        "legend": {"title": {"text": "Persona"}},
+        "margin": {"t": 50, "r": 10},
+        "uirevision": "personas-scatter",  # keeps zoom and hidden traces while filters change
+    }
+    return ui.figure(traces, layout)
 
 
 def profile_figure(profiles: pl.DataFrame, names: dict[str, str]) -> go.Figure:

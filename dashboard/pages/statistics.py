@@ -414,38 +414,37 @@ def histogram_figure(
         "legend": {"orientation": "h", "y": -0.25, "traceorder": "normal"},
         "margin": {"t": 50},
     }
-    return go.Figure(data=traces, layout=layout)
+    return ui.figure(traces, layout)
 
 
 def box_figure(summary: pl.DataFrame, column: str, names: dict[str, str]) -> go.Figure:
     """One box per group from quartiles and whiskers computed in SQL (no per-customer values)."""
-    figure = go.Figure()
     rows = sorted(summary.filter(pl.col("n") > 0).iter_rows(named=True), key=lambda r: group_order(r["grp"]))
-    for row in rows:
-        label = group_label(row["grp"], names)
-        figure.add_trace(
-            go.Box(
-                y=[label],
-                q1=[row["q1"]],
-                median=[row["median"]],
-                q3=[row["q3"]],
-                lowerfence=[row["lowerfence"]],
-                upperfence=[row["upperfence"]],
-                mean=[row["mean"]],
-                name=label,
-                orientation="h",
-                marker_color=group_colour(row["grp"]),
-                boxpoints=False,
-            )
-        )
-    figure.update_layout(
-        title=f"{column} by group: quartiles, mean (dashed) and whiskers",
-        xaxis_title=column,
-        showlegend=False,
-        margin=dict(t=50, l=10),
-    )
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    return figure
+    boxes = [
+        {
+            "type": "box",
+            "y": [group_label(row["grp"], names)],
+            "q1": [row["q1"]],
+            "median": [row["median"]],
+            "q3": [row["q3"]],
+            "lowerfence": [row["lowerfence"]],
+            "upperfence": [row["upperfence"]],
+            "mean": [row["mean"]],
+            "name": group_label(row["grp"], names),
+            "orientation": "h",
+            "marker": {"color": group_colour(row["grp"])},
+            "boxpoints": False,
+        }
+        for row in rows
+    ]
+    layout = {
+        "title": {"text": f"{column} by group: quartiles, mean (dashed) and whiskers"},
+        "xaxis": {"title": {"text": column}},
+        "yaxis": {"autorange": "reversed", "automargin": True},
+        "showlegend": False,
+        "margin": {"t": 50, "l": 10},
+    }
+    return ui.figure(boxes, layout)
 
 
 def default_rate_figure(counts: pl.DataFrame, edges: Bins, column: str) -> go.Figure:
@@ -459,38 +458,41 @@ def default_rate_figure(counts: pl.DataFrame, edges: Bins, column: str) -> go.Fi
     x = [edges.centre(i) for i in per_bin.get_column("bin").to_list()]
     # A rate over a handful of customers is noise that reads like a finding: leave it out.
     rates = [d / k if k >= MIN_RATE_BASE else None for d, k in per_bin.select("defaulted", "known").rows()]
-    figure = go.Figure(
-        [
-            go.Bar(
-                x=x,
-                y=per_bin.get_column("customers").to_list(),
-                width=edges.width * 0.95,
-                name="Customers",
-                marker_color="#d9d9d9",
-                hovertemplate="%{y:,} customers<extra></extra>",
-            ),
-            go.Scatter(
-                x=x,
-                y=rates,
-                name="Default rate",
-                mode="lines+markers",
-                line=dict(color=OUTCOME_COLOURS["defaulted"]),
-                yaxis="y2",  # the overlaying axis is drawn on top: the line stays in front of the bars
-                hovertemplate="default rate %{y:.1%}<extra></extra>",
-            ),
-        ]
-    )
-    figure.update_layout(
-        title=f"Default rate across {column} (bars with {MIN_RATE_BASE}+ known outcomes)",
-        xaxis_title=column,
-        yaxis=dict(title="Customers", side="right", showgrid=False, tickformat=",.0f"),
-        yaxis2=dict(
-            title="Default rate", overlaying="y", side="left", tickformat=".0%", rangemode="tozero", tickmode="auto"
-        ),
-        legend=dict(orientation="h", y=-0.25),
-        margin=dict(t=50),
-    )
-    return figure
+    bars = {
+        "type": "bar",
+        "x": x,
+        "y": per_bin.get_column("customers").to_list(),
+        "width": edges.width * 0.95,
+        "name": "Customers",
+        "marker": {"color": "#d9d9d9"},
+        "hovertemplate": "%{y:,} customers<extra></extra>",
+    }
+    line = {
+        "type": "scatter",
+        "x": x,
+        "y": rates,
+        "name": "Default rate",
+        "mode": "lines+markers",
+        "line": {"color": OUTCOME_COLOURS["defaulted"]},
+        "yaxis": "y2",  # the overlaying axis is drawn on top: the line stays in front of the bars
+        "hovertemplate": "default rate %{y:.1%}<extra></extra>",
+    }
+    layout = {
+        "title": {"text": f"Default rate across {column} (bars with {MIN_RATE_BASE}+ known outcomes)"},
+        "xaxis": {"title": {"text": column}},
+        "yaxis": {"title": {"text": "Customers"}, "side": "right", "showgrid": False, "tickformat": ",.0f"},
+        "yaxis2": {
+            "title": {"text": "Default rate"},
+            "overlaying": "y",
+            "side": "left",
+            "tickformat": ".0%",
+            "rangemode": "tozero",
+            "tickmode": "auto",
+        },
+        "legend": {"orientation": "h", "y": -0.25},
+        "margin": {"t": 50},
+    }
+    return ui.figure([bars, line], layout)
 
 
 def balance_figure(summary: pl.DataFrame, group_by: str, names: dict[str, str]) -> go.Figure:
@@ -501,30 +503,33 @@ def balance_figure(summary: pl.DataFrame, group_by: str, names: dict[str, str]) 
     if group_by == "default":
         values = [r["customers"] for r in rows]
         text = [f"{r['customers']:,} ({r['customers'] / total:.1%})" for r in rows]
-        title, axis = "Target balance: customers by outcome", dict(title="Customers", tickformat=",")
+        title, axis = "Target balance: customers by outcome", {"title": {"text": "Customers"}, "tickformat": ","}
     else:
         values = [r["default_rate"] for r in rows]
         text = [f"{ui.percent(r['default_rate'])} of {r['customers']:,}" for r in rows]
         clickable = " (click a bar to filter)" if group_by == "persona" else ""
-        title, axis = f"Default rate by group{clickable}", dict(title="Default rate", tickformat=".0%")
-    figure = go.Figure(
-        go.Bar(
-            y=labels,
-            x=values,
-            orientation="h",
-            marker_color=[group_colour(r["grp"]) for r in rows],
-            customdata=[[r["grp"]] for r in rows],
-            text=text,
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{y}: %{text}<extra></extra>",
-        )
-    )
+        title, axis = f"Default rate by group{clickable}", {"title": {"text": "Default rate"}, "tickformat": ".0%"}
+    bars = {
+        "type": "bar",
+        "y": labels,
+        "x": values,
+        "orientation": "h",
+        "marker": {"color": [group_colour(r["grp"]) for r in rows]},
+        "customdata": [[r["grp"]] for r in rows],
+        "text": text,
+        "textposition": "outside",
+        "cliponaxis": False,
+        "hovertemplate": "%{y}: %{text}<extra></extra>",
+    }
     # Room on the right for the labels outside the bars.
     top = max((v for v in values if v is not None), default=0) or 1
-    figure.update_layout(title=title, xaxis=dict(axis, range=[0, top * 1.35]), margin=dict(t=50, l=10))
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    return figure
+    layout = {
+        "title": {"text": title},
+        "xaxis": {**axis, "range": [0, top * 1.35]},
+        "yaxis": {"autorange": "reversed", "automargin": True},
+        "margin": {"t": 50, "l": 10},
+    }
+    return ui.figure([bars], layout)
 
 
 def outliers_figure(outliers: pl.DataFrame) -> go.Figure:
