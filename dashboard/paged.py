@@ -56,50 +56,41 @@ class PagedTable:
     page_size: int = PAGE_SIZE
     #: SQL to order by for a sortable key when it is not the column itself (e.g. a severity's rank).
     sort_sql: tuple[tuple[str, str], ...] = ()
-    #: SQL naming one row uniquely (e.g. ``a.alert_id``). With it a page is found in two steps:
-    #: the keys of the page's rows first, sorting only the key and the sort column, then the full
-    #: rows of those keys. Sorting every column of a million joined rows to keep 25 cost three
-    #: times as much at 1,000,000 customers.
-    key: str | None = None
     #: One row per customer (or per customer's alert, offer...): viewers, who see aggregates only,
     #: get a sentence instead of the rows and cannot download them.
     customer_level: bool = True
     #: A query giving the row count (as ``n``) with the same parameters, from a cube of the table
     #: (warehouse/marts.py) instead of counting its rows; by default ``count(*)`` of ``from_where``.
     count_sql: str | None = None
+    #: The (sortable column, "ASC" or "DESC") the table's rows are stored in (warehouse/marts.py,
+    #: ``FactMart.order``, with ``tiebreak`` after it). In that order a page is the rows meeting the
+    #: filters in storage order, which DuckDB keeps for a query without ORDER BY (its
+    #: ``preserve_insertion_order``, on by default): the scan stops once it has the page's rows,
+    #: instead of sorting every row the filters keep. A test compares it with the sorted query.
+    stored_sort: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         count = self.count_sql or f"SELECT count(*) AS n {self.from_where}"
         queries = {f"{self.name}:count": count}
-        # With no global filter set, the count and the search for a page's keys skip the join to
-        # the customer profile where they read nothing of it (see filters.unfiltered).
+        # With no global filter set, the count and the page skip the filter conditions and any join to
+        # the customer profile they need (see filters.unfiltered).
         bare = filters.unfiltered(self.from_where)
         bare_count = filters.unfiltered(count)
         if bare_count is not None:
             queries[f"{self.name}:count:all"] = bare_count
         for column in self.sortable:
             for direction in ("ASC", "DESC"):
-                order = f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"
-                page = f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
-                if self.key is not None:
-                    page = self._two_step(self.from_where, order)
-                    keys_only = filters.unfiltered(f"{self.from_where} {order}")
-                    if keys_only is not None and "p." not in self.key:
-                        queries[f"{self.name}:page:{column}:{direction}:all"] = self._two_step(bare, order)
-                queries[f"{self.name}:page:{column}:{direction}"] = page
+                # In the stored order no sort is needed (see stored_sort).
+                order = "" if (column, direction) == self.stored_sort else self.order_by(column, direction)
+                name = f"{self.name}:page:{column}:{direction}"
+                queries[name] = f"SELECT {self.select} {self.from_where} {order} LIMIT $limit OFFSET $offset"
+                if bare is not None:
+                    queries[f"{name}:all"] = f"SELECT {self.select} {bare} {order} LIMIT $limit OFFSET $offset"
         register(**queries)
 
-    def _two_step(self, keys_from_where: str | None, order: str) -> str:
-        """Keys of the page's rows from ``keys_from_where``, then those rows in full."""
-        # The picked keys already meet the global filters: the second step keeps the table's own
-        # conditions (a key may repeat across model runs) but not the filters, which would scan the
-        # customer profile a second time (40-60 ms at 1,000,000 customers).
-        rows_from_where = filters.without_filters(self.from_where)
-        return (
-            f"WITH picked AS (SELECT {self.key} AS _key {keys_from_where} {order} "
-            f"LIMIT $limit OFFSET $offset) SELECT {self.select} {rows_from_where} "
-            f"AND {self.key} IN (SELECT _key FROM picked) {order}"
-        )
+    def order_by(self, column: str, direction: str) -> str:
+        """The ORDER BY of a sort: the column (or its ``sort_sql``), then the tiebreak."""
+        return f"ORDER BY {dict(self.sort_sql).get(column, column)} {direction} NULLS LAST, {self.tiebreak}"
 
     @staticmethod
     def _is_unfiltered(params: dict) -> bool:
@@ -127,7 +118,6 @@ class PagedTable:
         offset = max(page - 1, 0) * self.page_size
         name = self._query_name(sort, descending)
         if self._is_unfiltered(params) and f"{name}:all" in QUERIES:
-            # The outer query may still join the profile for its columns, but only for this page's keys.
             return data.query(f"{name}:all", **self._own(params), limit=self.page_size, offset=offset)
         return data.query(name, **params, limit=self.page_size, offset=offset)
 

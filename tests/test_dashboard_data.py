@@ -269,3 +269,44 @@ def test_the_persona_map_sample_is_the_first_customers_by_hash(full_db: Path) ->
         ).fetchall()
     assert len(sampled) == 300
     assert sampled == by_hash
+
+
+@pytest.mark.parametrize(
+    ("module", "own"),
+    [
+        ("rfm", {"segments": []}),
+        ("cross_sell", {"offered": []}),
+        ("warnings", {"rules": [], "severities": [], "status": "all", "acknowledged": []}),
+    ],
+)
+def test_a_table_in_its_stored_order_pages_as_the_sorted_query(full_db_copy: Path, module: str, own: dict) -> None:
+    """The default order of the alerts, offers and RFM tables is the order their marts are stored in,
+    so a page is read without a sort: it must be the page the ORDER BY would give, under filters and
+    deep into the table."""
+    from conftest import dashboard_page
+
+    from dashboard import filters
+    from dashboard.data import QUERIES, reader
+
+    page = dashboard_page(full_db_copy, module)
+    table = page.TABLE
+    column, direction = table.stored_sort
+    assert (column, direction == "DESC") == (table.default_sort, table.default_descending)
+    data = reader()
+    if module == "rfm":
+        own = {**own, "run_id": page.latest_run(data)["run_id"]}
+    sorted_page = (
+        f"SELECT {table.select} {table.from_where} {table.order_by(column, direction)} LIMIT $limit OFFSET $offset"
+    )
+    assert "ORDER BY" not in QUERIES[f"{table.name}:page:{column}:{direction}"]
+    with duckdb.connect(str(full_db_copy), read_only=True) as con:
+        grade = con.execute("SELECT grade FROM mart_customer_profile GROUP BY ALL ORDER BY count(*) DESC").fetchall()[0][0]
+        for chosen in ({}, {"grade": [grade]}):
+            params = {**filters.params(chosen), **own}
+            total = table.count(data, params)
+            assert total > table.page_size
+            for number in sorted({1, 2, -(-total // table.page_size)}):
+                offset = (number - 1) * table.page_size
+                expected = con.sql(sorted_page, params={**params, "limit": table.page_size, "offset": offset}).pl()
+                shown = table.page(data, params, number, column, direction == "DESC")
+                assert shown.equals(expected), (chosen, number)

@@ -163,6 +163,10 @@ class FactMart(NamedTuple):
     source: str  # the model table it copies
     grain: str
     rows: str  # SQL selecting the source rows to keep (alias ``f``), with any extra columns
+    #: The order the rows are stored in: the dashboard table's default order, so its first page
+    #: is the first rows meeting the filters, which a scan stops reading once it has them, instead
+    #: of sorting every row the filters keep (dashboard/paged.py, ``stored_sort``).
+    order: str
 
 
 #: Latest run of a model kind, as the dashboard picks it (by finish time).
@@ -173,24 +177,29 @@ FACT_MARTS = (
         "mart_alerts",
         "ml_alerts",
         "One row per early-warning alert of every warnings run (as ml_alerts), with whether it is of the latest "
-        "run, whether it was acknowledged when the model last ran, and the customer's filter dimensions now.",
+        "run, whether it was acknowledged when the model last ran, and the customer's filter dimensions now. Stored "
+        "high severity first, then by customer and alert id.",
         "SELECT f.*, f.run_id = " + _LATEST.format(kind="warnings") + " AS in_latest_run, "
         "row_number() OVER (PARTITION BY f.alert_id ORDER BY r.finished_at DESC) = 1 AS is_newest_of_alert, "
         "f.alert_id IN (SELECT alert_id FROM ml_alert_acknowledgements) AS is_acknowledged "
         "FROM ml_alerts f JOIN ml_model_runs r USING (run_id)",
+        "list_position(['low', 'medium', 'high'], f.severity) DESC NULLS LAST, f.customer_id, f.alert_id",
     ),
     FactMart(
         "mart_offers",
         "ml_recommendations",
         "One row per customer and recommended product of the latest cross-sell run (as ml_recommendations), "
-        "with the customer's filter dimensions.",
+        "with the customer's filter dimensions. Stored by customer and priority.",
         "SELECT f.* FROM ml_recommendations f WHERE f.run_id = " + _LATEST.format(kind="cross_sell"),
+        "f.customer_id, f.priority",
     ),
     FactMart(
         "mart_rfm",
         "ml_rfm",
-        "One row per customer scored by the latest RFM run (as ml_rfm), with the customer's filter dimensions.",
+        "One row per customer scored by the latest RFM run (as ml_rfm), with the customer's filter dimensions. "
+        "Stored by spend, highest first, then by customer.",
         "SELECT f.* FROM ml_rfm f WHERE f.run_id = " + _LATEST.format(kind="rfm"),
+        "f.rfm_monetary DESC NULLS LAST, f.customer_id",
     ),
 )
 FACT_MART_COMMENTS = {
@@ -214,10 +223,9 @@ def refresh_fact_marts(con: duckdb.DuckDBPyConnection) -> None:
             mart.source == "ml_alerts" and not _exists(con, "ml_alert_acknowledgements")
         ):
             continue
-        # Sorted by customer, like the profile: a customer's rows sit together for a lookup by id.
         con.execute(
             f"CREATE TABLE {mart.name} AS SELECT f.*, {dimensions} FROM ({mart.rows}) f "
-            f"JOIN {PROFILE} p USING (customer_id) ORDER BY f.customer_id"
+            f"JOIN {PROFILE} p USING (customer_id) ORDER BY {mart.order}"
         )
         source_comments = dict(
             con.execute(

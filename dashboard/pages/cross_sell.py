@@ -65,8 +65,6 @@ register(
 
 TABLE = PagedTable(
     name="cross-sell-offers",
-    # One offer per customer and priority (1, 2, 3, ...; far below 1,000): together they name a row.
-    key="r.customer_id * 1000 + r.priority",
     select="r.customer_id, r.persona_key, r.persona_name, r.grade, r.product, r.product_name, r.priority, "
     "r.reason, r.is_credit_offer",
     from_where=f"{OFFERS} AND {OFFERED}",
@@ -83,6 +81,7 @@ TABLE = PagedTable(
     ),
     sortable=("customer_id", "priority", "product_name", "grade", "persona_name"),
     default_sort="customer_id",
+    stored_sort=("customer_id", "ASC"),  # mart_offers is stored by customer and priority
     default_descending=False,
     tiebreak="r.customer_id, r.priority",
     sort_sql=(

@@ -89,7 +89,6 @@ register(
 
 TABLE = PagedTable(
     name="rfm-customers",
-    key="r.customer_id",
     select="r.customer_id, r.persona_name, r.grade, r.segment, r.cluster_name, r.rfm_cell, r.rfm_recency_days, "
     "r.rfm_frequency, r.rfm_monetary",
     from_where=f"{SCORED} AND (len($segments) = 0 OR list_contains($segments, r.segment))",
@@ -109,6 +108,7 @@ TABLE = PagedTable(
     ),
     sortable=("rfm_monetary", "rfm_frequency", "rfm_recency_days", "customer_id"),
     default_sort="rfm_monetary",
+    stored_sort=("rfm_monetary", "DESC"),  # mart_rfm is stored by spend, highest first
     tiebreak="r.customer_id",
     sort_sql=(
         ("rfm_monetary", "r.rfm_monetary"),

@@ -58,7 +58,6 @@ def acknowledge_cell(row: dict) -> object:
 
 TABLE = PagedTable(
     name="warnings-alerts",
-    key="a.alert_id",
     select="a.alert_id, a.customer_id, a.persona_key, a.grade, a.rule_label, a.value, a.threshold, a.severity, "
     "a.period, (a.is_acknowledged OR list_contains($acknowledged, a.alert_id)) AS acknowledged",
     from_where=ALERTS,
@@ -75,6 +74,7 @@ TABLE = PagedTable(
     ),
     sortable=("severity", "value", "customer_id", "period", "rule_label"),
     default_sort="severity",
+    stored_sort=("severity", "DESC"),  # mart_alerts is stored high severity first
     tiebreak="a.customer_id, a.alert_id",
     sort_sql=(("severity", "list_position(['low', 'medium', 'high'], a.severity)"),),
 )
