@@ -300,7 +300,9 @@ def test_a_table_in_its_stored_order_pages_as_the_sorted_query(full_db_copy: Pat
     )
     assert "ORDER BY" not in QUERIES[f"{table.name}:page:{column}:{direction}"]
     with duckdb.connect(str(full_db_copy), read_only=True) as con:
-        grade = con.execute("SELECT grade FROM mart_customer_profile GROUP BY ALL ORDER BY count(*) DESC").fetchall()[0][0]
+        grade = con.execute("SELECT grade FROM mart_customer_profile GROUP BY ALL ORDER BY count(*) DESC").fetchall()[
+            0
+        ][0]
         for chosen in ({}, {"grade": [grade]}):
             params = {**filters.params(chosen), **own}
             total = table.count(data, params)

@@ -217,7 +217,7 @@ def history_figure(months: pl.DataFrame) -> go.Figure:
         }
         data.append(trace)
     layout["annotations"] = annotations
-    return go.Figure({"data": data, "layout": layout})
+    return ui.figure(data, layout)
 
 
 def amount(value: float | None) -> str:

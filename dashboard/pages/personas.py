@@ -197,76 +197,94 @@ def profile_figure(profiles: pl.DataFrame, names: dict[str, str]) -> go.Figure:
     z = [[cells.get((k, f), (None, None, None))[0] for f in features] for k in keys]
     custom = [[list(cells.get((k, f), (None, None, None))[1:]) for f in features] for k in keys]
     limit = max((abs(v) for row in z for v in row if v is not None), default=1.0)
-    figure = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=[feature_label(f) for f in features],
-            y=[label(k, names) for k in keys],
-            customdata=custom,
-            colorscale="RdBu",
-            reversescale=True,
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            texttemplate="%{z:.1f}",
-            colorbar=dict(title="z-score"),
-            hovertemplate="%{y}<br>%{x}: z = %{z:.2f}<br>persona mean %{customdata[0]:,.2f}, "
-            "everyone %{customdata[1]:,.2f}<extra></extra>",
-        )
-    )
-    figure.update_layout(
-        title="How the personas differ (z-scores of their most distinctive features)", margin=dict(t=50, l=10)
-    )
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    figure.update_xaxes(tickangle=-35, automargin=True)
-    return figure
+    heatmap = {
+        "type": "heatmap",
+        "z": z,
+        "x": [feature_label(f) for f in features],
+        "y": [label(k, names) for k in keys],
+        "customdata": custom,
+        "colorscale": "RdBu",
+        "reversescale": True,
+        "zmid": 0,
+        "zmin": -limit,
+        "zmax": limit,
+        "texttemplate": "%{z:.1f}",
+        "colorbar": {"title": {"text": "z-score"}},
+        "hovertemplate": "%{y}<br>%{x}: z = %{z:.2f}<br>persona mean %{customdata[0]:,.2f}, "
+        "everyone %{customdata[1]:,.2f}<extra></extra>",
+    }
+    layout = {
+        "title": {"text": "How the personas differ (z-scores of their most distinctive features)"},
+        "margin": {"t": 50, "l": 10},
+        "yaxis": {"autorange": "reversed", "automargin": True},
+        "xaxis": {"tickangle": -35, "automargin": True},
+    }
+    return ui.figure([heatmap], layout)
 
 
 def k_figure(k_table: pl.DataFrame) -> go.Figure:
     """Inertia (the elbow) and silhouette by number of personas tried, the chosen k marked."""
     ks = k_table.get_column("k").to_list()
-    figure = go.Figure(
-        [
-            go.Scatter(
-                x=ks,
-                y=k_table.get_column("inertia").to_list(),
-                name="Inertia (lower is tighter)",
-                mode="lines+markers",
-                line=dict(color="#332288"),
-                hovertemplate="k = %{x}: inertia %{y:,.0f}<extra></extra>",
-            ),
-            go.Scatter(
-                x=ks,
-                y=k_table.get_column("silhouette").to_list(),
-                name="Silhouette (higher is better)",
-                mode="lines+markers",
-                line=dict(color="#CC6677"),
-                yaxis="y2",
-                hovertemplate="k = %{x}: silhouette %{y:.3f}<extra></extra>",
-            ),
-        ]
-    )
+    traces = [
+        {
+            "type": "scatter",
+            "x": ks,
+            "y": k_table.get_column("inertia").to_list(),
+            "name": "Inertia (lower is tighter)",
+            "mode": "lines+markers",
+            "line": {"color": "#332288"},
+            "hovertemplate": "k = %{x}: inertia %{y:,.0f}<extra></extra>",
+        },
+        {
+            "type": "scatter",
+            "x": ks,
+            "y": k_table.get_column("silhouette").to_list(),
+            "name": "Silhouette (higher is better)",
+            "mode": "lines+markers",
+            "line": {"color": "#CC6677"},
+            "yaxis": "y2",
+            "hovertemplate": "k = %{x}: silhouette %{y:.3f}<extra></extra>",
+        },
+    ]
+    # The chosen k and the elbow as vertical lines across the plot, each with its label.
+    marks, labels = [], []
     for k, is_elbow, is_chosen in k_table.select("k", "is_elbow", "is_chosen").rows():
-        if is_chosen:
-            figure.add_vline(x=k, line=dict(color="#117733", width=2), annotation_text=f"chosen k = {k}")
-        elif is_elbow:
-            figure.add_vline(
-                x=k,
-                line=dict(color="#888888", dash="dot"),
-                annotation_text=f"elbow k = {k}",
-                annotation_position="bottom right",
-            )
-    figure.update_layout(
-        title="Choosing the number of personas",
-        xaxis=dict(title="Personas tried (k)", dtick=1),
-        yaxis=dict(title="Inertia"),
-        yaxis2=dict(
-            title="Silhouette", overlaying="y", side="right", tickmode="auto", tickformat=".2f", showgrid=False
-        ),
-        legend=dict(orientation="h", y=-0.25),
-        margin=dict(t=60),
-    )
-    return figure
+        if not (is_chosen or is_elbow):
+            continue
+        line = {"color": "#117733", "width": 2} if is_chosen else {"color": "#888888", "dash": "dot"}
+        marks.append(
+            {"type": "line", "x0": k, "x1": k, "xref": "x", "y0": 0, "y1": 1, "yref": "y domain", "line": line}
+        )
+        labels.append(
+            {
+                "text": f"chosen k = {k}" if is_chosen else f"elbow k = {k}",
+                "x": k,
+                "xref": "x",
+                "y": 1 if is_chosen else 0,
+                "yref": "y domain",
+                "xanchor": "left",
+                "yanchor": "top" if is_chosen else "bottom",
+                "showarrow": False,
+            }
+        )
+    layout = {
+        "title": {"text": "Choosing the number of personas"},
+        "xaxis": {"title": {"text": "Personas tried (k)"}, "dtick": 1},
+        "yaxis": {"title": {"text": "Inertia"}},
+        "yaxis2": {
+            "title": {"text": "Silhouette"},
+            "overlaying": "y",
+            "side": "right",
+            "tickmode": "auto",
+            "tickformat": ".2f",
+            "showgrid": False,
+        },
+        "shapes": marks,
+        "annotations": labels,
+        "legend": {"orientation": "h", "y": -0.25},
+        "margin": {"t": 60},
+    }
+    return ui.figure(traces, layout)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -285,21 +303,20 @@ def migration_figure(moved: Migration, names: dict[str, str]) -> go.Figure:
     colours = [ui.persona_colour(k) for k in left + right]
     source = [left.index(k) for k in flows.get_column("previous_key").to_list()]
     target = [len(left) + right.index(k) for k in flows.get_column("current_key").to_list()]
-    figure = go.Figure(
-        go.Sankey(
-            node=dict(label=nodes, color=colours, pad=12, thickness=14),
-            link=dict(
-                source=source,
-                target=target,
-                value=flows.get_column("customers").to_list(),
-                color=[_rgba(colours[s], 0.45) for s in source],
-                hovertemplate="%{source.label} → %{target.label}: %{value:,} customers<extra></extra>",
-            ),
-            valueformat=",d",
-        )
-    )
-    figure.update_layout(title="Persona migration between the latest two runs", margin=dict(t=50, l=10, r=10))
-    return figure
+    sankey = {
+        "type": "sankey",
+        "node": {"label": nodes, "color": colours, "pad": 12, "thickness": 14},
+        "link": {
+            "source": source,
+            "target": target,
+            "value": flows.get_column("customers").to_list(),
+            "color": [_rgba(colours[s], 0.45) for s in source],
+            "hovertemplate": "%{source.label} → %{target.label}: %{value:,} customers<extra></extra>",
+        },
+        "valueformat": ",d",
+    }
+    layout = {"title": {"text": "Persona migration between the latest two runs"}, "margin": {"t": 50, "l": 10, "r": 10}}
+    return ui.figure([sankey], layout)
 
 
 def _node_order(key: str) -> tuple[int, int, str]:

@@ -74,25 +74,28 @@ def simulate(data: WarehouseReader, decline_below: float, approve_min: float, to
 
 def curves_figure(data: WarehouseReader) -> go.Figure:
     curves = data.query("champion_curves")
-    figure = go.Figure()
+    traces = []
     for curve, name in (("roc", "ROC"), ("calibration", "Calibration")):
         points = curves.filter(curves.get_column("curve") == curve)
-        figure.add_trace(
-            go.Scatter(
-                x=points.get_column("x").to_list(),
-                y=points.get_column("y").to_list(),
-                name=name,
-                mode="lines" if curve == "roc" else "lines+markers",
-            )
+        traces.append(
+            {
+                "type": "scatter",
+                "x": points.get_column("x").to_list(),
+                "y": points.get_column("y").to_list(),
+                "name": name,
+                "mode": "lines" if curve == "roc" else "lines+markers",
+            }
         )
-    figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="Chance / perfect calibration", line=dict(dash="dot")))
-    figure.update_layout(
-        title="ROC and calibration (test part)",
-        xaxis_title="False-positive rate (ROC) / predicted PD (calibration)",
-        yaxis_title="True-positive rate (ROC) / observed default rate (calibration)",
-        margin=dict(t=50),
+    traces.append(
+        {"type": "scatter", "x": [0, 1], "y": [0, 1], "name": "Chance / perfect calibration", "line": {"dash": "dot"}}
     )
-    return figure
+    layout = {
+        "title": {"text": "ROC and calibration (test part)"},
+        "xaxis": {"title": {"text": "False-positive rate (ROC) / predicted PD (calibration)"}},
+        "yaxis": {"title": {"text": "True-positive rate (ROC) / observed default rate (calibration)"}},
+        "margin": {"t": 50},
+    }
+    return ui.figure(traces, layout)
 
 
 register(
@@ -103,27 +106,28 @@ register(
 
 def score_figure(bands: pl.DataFrame, caption: str) -> go.Figure:
     """Customers by 10-point score band, stacked by grade, under the global filters."""
-    figure = go.Figure()
+    bars = []
     for grade, colour in ui.GRADE_COLOURS.items():
         part = bands.filter(pl.col("grade") == grade)
         if part.height:
-            figure.add_trace(
-                go.Bar(
-                    x=part.get_column("score_band").to_list(),
-                    y=part.get_column("customers").to_list(),
-                    name=f"Grade {grade}",
-                    marker_color=colour,
-                    hovertemplate="Score band from %{x}: %{y:,} customers<extra>Grade " + grade + "</extra>",
-                )
+            bars.append(
+                {
+                    "type": "bar",
+                    "x": part.get_column("score_band").to_list(),
+                    "y": part.get_column("customers").to_list(),
+                    "name": f"Grade {grade}",
+                    "marker": {"color": colour},
+                    "hovertemplate": "Score band from %{x}: %{y:,} customers<extra>Grade " + grade + "</extra>",
+                }
             )
-    figure.update_layout(
-        barmode="stack",
-        title=f"Score distribution ({caption})",
-        xaxis_title="Score (10-point bands)",
-        yaxis_title="Customers",
-        margin=dict(t=50),
-    )
-    return figure
+    layout = {
+        "barmode": "stack",
+        "title": {"text": f"Score distribution ({caption})"},
+        "xaxis": {"title": {"text": "Score (10-point bands)"}},
+        "yaxis": {"title": {"text": "Customers"}},
+        "margin": {"t": 50},
+    }
+    return ui.figure(bars, layout)
 
 
 def cutoff_slider(slider_id: str, value: float) -> dcc.Slider:

@@ -536,34 +536,33 @@ def outliers_figure(outliers: pl.DataFrame) -> go.Figure:
     """Flagged customers per variable under each rule (a customer can trip both)."""
     variables = outliers.get_column("variable").to_list()
     plot_height = 24 * len(variables) + 40
-    figure = go.Figure(
-        [
-            go.Bar(
-                y=variables,
-                x=outliers.get_column(column).to_list(),
-                name=name,
-                orientation="h",
-                marker_color=colour,
-                customdata=[[v] for v in variables],
-                hovertemplate="%{y}: %{x:,} customers<extra>" + name + "</extra>",
-            )
-            for column, name, colour in (
-                ("iqr_outliers", f"More than {OUTLIER_IQR_K:g} IQR beyond the quartiles (Tukey)", "#fc8d59"),
-                ("z_outliers", f"|z-score| above {OUTLIER_Z:g}", "#4575b4"),
-            )
-        ]
-    )
-    figure.update_layout(
-        title="Customers flagged as outliers, by variable (click a bar to explore the variable)",
-        barmode="group",
-        height=plot_height + 130,
-        xaxis=dict(tickformat=",", side="top"),
+    bars = [
+        {
+            "type": "bar",
+            "y": variables,
+            "x": outliers.get_column(column).to_list(),
+            "name": name,
+            "orientation": "h",
+            "marker": {"color": colour},
+            "customdata": [[v] for v in variables],
+            "hovertemplate": "%{y}: %{x:,} customers<extra>" + name + "</extra>",
+        }
+        for column, name, colour in (
+            ("iqr_outliers", f"More than {OUTLIER_IQR_K:g} IQR beyond the quartiles (Tukey)", "#fc8d59"),
+            ("z_outliers", f"|z-score| above {OUTLIER_Z:g}", "#4575b4"),
+        )
+    ]
+    layout = {
+        "title": {"text": "Customers flagged as outliers, by variable (click a bar to explore the variable)"},
+        "barmode": "group",
+        "height": plot_height + 130,
+        "xaxis": {"tickformat": ",", "side": "top"},
+        "yaxis": {"autorange": "reversed", "automargin": True},
         # Above the axis labels, which sit on top of the plot.
-        legend=dict(orientation="h", x=0, y=1 + 30 / plot_height, yanchor="bottom"),
-        margin=dict(t=120, l=10, b=10),
-    )
-    figure.update_yaxes(autorange="reversed", automargin=True)
-    return figure
+        "legend": {"orientation": "h", "x": 0, "y": 1 + 30 / plot_height, "yanchor": "bottom"},
+        "margin": {"t": 120, "l": 10, "b": 10},
+    }
+    return ui.figure(bars, layout)
 
 
 # -- the tests as tables ------------------------------------------------------------------------
