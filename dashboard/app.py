@@ -144,7 +144,9 @@ def warm() -> None:
             risk_page.cells(data)
     except SegriskError:
         return  # the page that needs it will say why
-    views = list(FIRST_VIEWS)
+    # Each page's layout first (the page router runs it on every visit), then its callbacks' first view.
+    views = [(page.rsplit(".", 1)[-1], "layout", ()) for page in sorted(sys.modules) if page.startswith("pages.")]
+    views += FIRST_VIEWS
     statistics = sys.modules.get("pages.statistics")
     try:
         if statistics is not None and statistics.features(data):
@@ -153,6 +155,8 @@ def warm() -> None:
                 ("statistics", "show_distribution", (None, first, "persona", "count")),
                 ("statistics", "show_groups", (None, first, "persona")),
             ]
+        if statistics is not None and data.has("ml_statistical_tests"):
+            views.append(("statistics", "show_tests", (statistics.opening_families(data), [])))
     except SegriskError:
         pass
     for page, name, arguments in views:

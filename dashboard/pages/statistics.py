@@ -654,6 +654,11 @@ def family_order(families: list[str]) -> list[str]:
     return [f for f in FAMILIES if f in families] + sorted(f for f in families if f not in FAMILIES)
 
 
+def opening_families(data: WarehouseReader) -> list[str]:
+    """The test families the page opens on (the first in reading order): the dashboard warms that view."""
+    return family_order(data.query("statistics_family_counts").get_column("test").to_list())[:1]
+
+
 def family_summary(counts: pl.DataFrame) -> dbc.Table:
     """One line per family: what it asks, how many tests, how many significant."""
     by_family = {row["test"]: row for row in counts.iter_rows(named=True)}
