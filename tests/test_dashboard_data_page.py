@@ -22,6 +22,8 @@ def body_rows(component: object) -> list[list[str]]:
         return [row for item in component for row in body_rows(item)]
     if isinstance(component, dash.html.Tbody):
         return [[" ".join(texts(cell)) for cell in tr.children] for tr in component.children]
+    if isinstance(component, dash.dash_table.DataTable):
+        return [[str(row[column["id"]]) for column in component.columns] for row in component.data]
     children = getattr(component, "children", None)
     return body_rows(children if isinstance(children, list) else [children]) if children is not None else []
 
@@ -184,18 +186,17 @@ def test_an_unknown_source_is_refused_before_any_sql(page) -> None:  # noqa: ANN
 
 
 def test_objects_link_to_their_columns(page) -> None:  # noqa: ANN001
-    import json
-
-    from dash._callback_context import context_value
-    from dash._utils import AttributeDict
-
-    clicked = json.dumps({"name": "meta_builds", "type": "data-object"}, separators=(",", ":"))
-    token = context_value.set(AttributeDict(triggered_inputs=[{"prop_id": f"{clicked}.n_clicks", "value": 1}]))
-    try:
-        assert page.pick_object([None, 1]) == "meta_builds"
-        assert page.pick_object([None, None]) is dash.no_update
-    finally:
-        context_value.reset(token)
+    listed = page.show_objects("meta")
+    table = _find(listed, "data-objects-table")
+    rows = table.data
+    names = [row["name"] for row in rows]
+    assert "meta_builds" in names
+    clicked = names.index("meta_builds")
+    assert page.pick_object({"row": clicked, "column": 0, "column_id": "name"}, rows) == "meta_builds"
+    # A click on another column, or on nothing, changes nothing.
+    assert page.pick_object({"row": clicked, "column": 3, "column_id": "comment"}, rows) is dash.no_update
+    assert page.pick_object(None, rows) is dash.no_update
+    assert page.pick_object({"row": len(rows), "column": 0, "column_id": "name"}, rows) is dash.no_update
     assert _find(page.layout(table="meta_builds"), "data-table").value == "meta_builds"
     assert _find(page.layout(table="no_such_table"), "data-table").value is None
 
