@@ -603,16 +603,18 @@ def tests_table(family: str, tests: pl.DataFrame) -> html.Div:
         headings = ["", "Variable", "Conclusion", "p (adjusted)", "Effect size", "n"]
     body = []
     for row in rows.iter_rows(named=True):
-        cells = [html.Td(html.Code(row["variable"])), html.Td(row["conclusion"], className="w-50")]
+        # Plain cells, one component each: the browser's Dash renderer works per component on every
+        # update, and this table has a row per variable.
+        cells = [html.Td(row["variable"], className="font-monospace"), html.Td(row["conclusion"], className="w-50")]
         if bootstrap:
             cells += [
                 html.Td(number(row["statistic"]), className="text-end"),
                 html.Td(f"{number(row['ci_low'])} to {number(row['ci_high'])}", className="text-end text-nowrap"),
             ]
         else:
-            mark = dbc.Badge("significant", color="primary") if row["is_significant"] else ""
+            mark = "significant" if row["is_significant"] else ""
             effect = "–" if row["effect_size"] is None else f"{row['effect_size_name']} {row['effect_size']:.3g}"
-            cells = [html.Td(mark), *cells]
+            cells = [html.Td(mark, className="text-primary fw-semibold"), *cells]
             cells += [
                 html.Td(p_text(row["p_adjusted"]), className="text-end text-nowrap"),
                 html.Td(effect, className="text-end text-nowrap"),
