@@ -312,3 +312,34 @@ def test_a_table_in_its_stored_order_pages_as_the_sorted_query(full_db_copy: Pat
                 expected = con.sql(sorted_page, params={**params, "limit": table.page_size, "offset": offset}).pl()
                 shown = table.page(data, params, number, column, direction == "DESC")
                 assert shown.equals(expected), (chosen, number)
+
+
+def test_the_features_mart_holds_every_customer_with_the_profile_dimensions(full_db: Path) -> None:
+    from warehouse.marts import FEATURE_DIMENSIONS
+
+    with duckdb.connect(str(full_db), read_only=True) as con:
+        columns = [
+            name
+            for (name,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = 'mart_customer_features' ORDER BY column_index"
+            ).fetchall()
+        ]
+        numeric = [c for c in columns if c not in FEATURE_DIMENSIONS]
+        assert "customer_id" in numeric and "utilization" in numeric and len(numeric) > 10
+        differing = con.execute(
+            "SELECT count(*) FROM mart_customer_features f JOIN customers c USING (customer_id) "
+            "JOIN mart_customer_profile p USING (customer_id) WHERE "
+            + " OR ".join(f'f."{c}" IS DISTINCT FROM c."{c}"' for c in numeric if c != "customer_id")
+            + " OR "
+            + " OR ".join(f"f.{c} IS DISTINCT FROM p.{c}" for c in FEATURE_DIMENSIONS)
+        ).fetchall()[0][0]
+        rows = con.execute(
+            "SELECT (SELECT count(*) FROM mart_customer_features), (SELECT count(*) FROM customers)"
+        ).fetchall()[0]
+        uncommented = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'mart_customer_features' "
+            "AND coalesce(comment, '') = ''"
+        ).fetchall()[0][0]
+    assert differing == 0
+    assert rows[0] == rows[1] > 0
+    assert uncommented == 0

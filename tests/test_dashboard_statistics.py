@@ -198,18 +198,28 @@ def test_default_rate_and_count_by_group(page, warehouse: Path) -> None:  # noqa
     assert page.filter_by_persona(click, "default") is dash.no_update
 
 
-def test_positional_pairing_and_the_join_agree(page, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+def test_the_features_mart_positional_pairing_and_the_join_agree(page, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     data = page.reader()
-    assert page.catalogue(data).aligned  # the build writes both tables sorted by customer
+    # The build writes mart_customer_features; an older warehouse pairs customers with the profile,
+    # by position when both are sorted by customer (as the build writes them), else by a join.
+    assert page.catalogue(data).pairing == "features"
     column = page.feature(data, "utilization")
-    positional = (page.histogram(data, column, "persona", FILTERED)[0], page.groups(data, column, "persona", FILTERED))
+    answers = {}
     real = page.catalogue(data)
-    monkeypatch.setattr(page, "catalogue", lambda _data: real._replace(aligned=False))
-    joined_ = (page.histogram(data, column, "persona", FILTERED)[0], page.groups(data, column, "persona", FILTERED))
-    assert positional[0].equals(joined_[0])
-    assert positional[1].drop("quartiles", "mean").equals(joined_[1].drop("quartiles", "mean"))
-    assert positional[1].get_column("mean").to_list() == pytest.approx(joined_[1].get_column("mean").to_list())
-    assert any(name.startswith("statistics_groups:joined:") for name in QUERIES)
+    for pairing in ("features", "positional", "joined"):
+        monkeypatch.setattr(page, "catalogue", lambda _data, pairing=pairing: real._replace(pairing=pairing))
+        answers[pairing] = (
+            page.histogram(data, column, "persona", FILTERED)[0],
+            page.groups(data, column, "persona", FILTERED),
+        )
+    for pairing in ("positional", "joined"):
+        assert answers["features"][0].equals(answers[pairing][0])
+        groups, other = answers["features"][1], answers[pairing][1]
+        assert groups.height > 1 and groups.drop("quartiles", "mean").equals(other.drop("quartiles", "mean"))
+        assert groups.get_column("mean").to_list() == pytest.approx(other.get_column("mean").to_list())
+    assert {"features", "positional", "joined"} <= {
+        name.split(":")[1] for name in QUERIES if name.startswith("statistics_groups:")
+    }
 
 
 def test_a_column_not_in_the_warehouse_is_refused_before_any_sql(page, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -29,6 +29,7 @@ from dashboard.state import persona_names
 from models.statistics import OUTLIER_IQR_K, OUTLIER_Z
 from warehouse.db import quote_ident
 from warehouse.errors import SegriskError, WarehouseError
+from warehouse.marts import FEATURES
 
 dash.register_page(__name__, path="/statistics", name="Statistics", order=8)
 
@@ -94,6 +95,8 @@ register(
     "FROM duckdb_columns() c JOIN meta_columns m USING (column_name) "
     "WHERE c.table_name = 'customers' AND m.is_model_feature AND c.data_type IN "
     f"({', '.join(repr(t) for t in NUMERIC_TYPES)}) ORDER BY c.column_index",
+    # The features mart's columns: the explorable features it holds (an older warehouse may lack some).
+    statistics_features_mart="SELECT column_name FROM duckdb_columns() WHERE table_name = 'mart_customer_features'",
     statistics_aligned="SELECT count(*) FILTER (WHERE c.customer_id IS DISTINCT FROM p.customer_id) = 0 AS aligned "
     "FROM customers c POSITIONAL JOIN mart_customer_profile p",
     statistics_has_personas="SELECT count(*) FILTER (WHERE persona_key <> 'unassigned') > 0 AS personas "
@@ -143,8 +146,10 @@ class Catalogue(NamedTuple):
     features: dict[str, Feature]
     has_outcome: bool
     has_personas: bool
-    #: True when ``customers`` and the profile hold the same customers in the same row order.
-    aligned: bool
+    #: Where a feature's values meet the filter dimensions: ``features`` (mart_customer_features, one
+    #: table), ``positional`` (customers and the profile in the same row order, paired by position)
+    #: or ``joined`` (paired by customer id).
+    pairing: str
 
 
 _CATALOGUES: dict[tuple, Catalogue] = {}
@@ -159,13 +164,17 @@ def catalogue(data: WarehouseReader) -> Catalogue:
         if key in _CATALOGUES:
             return _CATALOGUES[key]
     found: dict[str, Feature] = {}
-    aligned = personas = False
+    pairing, personas = "joined", False
     if data.has("customers") and data.has("meta_columns"):
         found = {name: Feature(name, kind, comment) for name, kind, comment in data.query("statistics_features").rows()}
     if found and data.has("mart_customer_profile"):
-        aligned = bool(data.query("statistics_aligned").item())
         personas = bool(data.query("statistics_has_personas").item())
-    result = Catalogue(found, bool(data.query("statistics_has_outcome").item()), personas, aligned)
+        in_mart = set(data.query("statistics_features_mart").get_column("column_name").to_list())
+        if data.has(FEATURES) and set(found) <= in_mart:
+            pairing = "features"
+        elif data.query("statistics_aligned").item():
+            pairing = "positional"
+    result = Catalogue(found, bool(data.query("statistics_has_outcome").item()), personas, pairing)
     with _CATALOGUES_LOCK:
         if len(_CATALOGUES) > 50:
             _CATALOGUES.clear()
@@ -191,39 +200,41 @@ def feature(data: WarehouseReader, name: str | None) -> Feature:
     return found
 
 
-def _values(column: Feature, aligned: bool) -> str:
+def _values(column: Feature, pairing: str) -> str:
     """The filtered customers with the feature's value, their group and their outcome.
 
-    Both tables are written sorted by customer, so their rows line up: pairing rows by position
-    then replaces a hash join of a million keys (about a third of the query's time). The pairing
-    is checked once per warehouse file (``statistics_aligned``), with the join as the fallback.
+    ``mart_customer_features`` holds every numeric feature beside the filter dimensions, so one
+    table answers. Without it (a warehouse built before it existed), customers is paired with the
+    profile: both are written sorted by customer, so pairing rows by position replaces a hash join
+    of a million keys; the pairing is checked once per warehouse file (``statistics_aligned``),
+    with the join as the fallback.
     """
-    pairs = (
-        "customers c POSITIONAL JOIN mart_customer_profile p"
-        if aligned
-        else "customers c JOIN mart_customer_profile p USING (customer_id)"
-    )
+    sources = {
+        "features": f"{FEATURES} p",
+        "positional": "customers c POSITIONAL JOIN mart_customer_profile p",
+        "joined": "customers c JOIN mart_customer_profile p USING (customer_id)",
+    }
+    table = "p" if pairing == "features" else "c"
     return (
-        f"WITH v AS (SELECT c.{quote_ident(column.name)}::DOUBLE AS x, "
+        f"WITH v AS (SELECT {table}.{quote_ident(column.name)}::DOUBLE AS x, "
         "CASE $group_by WHEN 'none' THEN 'all' "
         "WHEN 'default' THEN CASE WHEN p.is_defaulted THEN 'defaulted' WHEN NOT p.is_defaulted THEN 'not_defaulted' "
         "ELSE 'unknown' END "
         "ELSE coalesce(p.persona_key, 'unassigned') END AS grp, p.is_defaulted AS y "
-        f"FROM {pairs} WHERE {filters.FILTERED}) "
+        f"FROM {sources[pairing]} WHERE {filters.FILTERED}) "
     )
 
 
-def column_queries(column: Feature, aligned: bool = False) -> dict[str, str]:
+def column_queries(column: Feature, pairing: str = "joined") -> dict[str, str]:
     """The named queries of one whitelisted column, registered at its first use."""
     quoted = quote_ident(column.name)
-    pairing = "positional" if aligned else "joined"
     names = {
         "range": f"statistics_range:{column.name}",
         "histogram": f"statistics_histogram:{pairing}:{column.name}",
         "groups": f"statistics_groups:{pairing}:{column.name}",
     }
     if names["groups"] not in QUERIES:
-        values = _values(column, aligned)
+        values = _values(column, pairing)
         register(
             **{
                 names["range"]: f"SELECT quantile_cont({quoted}, [0.01, 0.99]) AS percentiles, "
@@ -286,7 +297,7 @@ def histogram(
     # Without any value there is nothing to bin: one bin keeps the query valid and counts the missing.
     edges = found or Bins(0.0, 1.0, 1)
     counts = data.query(
-        column_queries(column, catalogue(data).aligned)["histogram"],
+        column_queries(column, catalogue(data).pairing)["histogram"],
         **params,
         low=edges.low,
         width=edges.width,
@@ -298,7 +309,7 @@ def histogram(
 def groups(data: WarehouseReader, column: Feature, group_by: str, global_filters: dict | None) -> pl.DataFrame:
     """Per group: customers, values, quartiles, whiskers, mean and default rate."""
     params = {**filters.params(global_filters), "group_by": group_by}
-    found = data.query(column_queries(column, catalogue(data).aligned)["groups"], **params)
+    found = data.query(column_queries(column, catalogue(data).pairing)["groups"], **params)
     quartiles = pl.col("quartiles")
     iqr = quartiles.list.get(2) - quartiles.list.get(0)
     return found.with_columns(
