@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
+import plotly.colors
 import plotly.graph_objects as go
 from dash import html
 
@@ -30,6 +31,13 @@ def figure(data: list[dict], layout: dict) -> go.Figure:
     figure. The page tests put every figure built this way through a validating ``go.Figure``.
     """
     return go.Figure(data=data, layout=layout, _validate=False)
+
+
+def colorscale(name: str) -> list[list]:
+    """A named colour scale as Plotly's Python side defines it (light to dark for "Blues"), written
+    out: plotly.js defines some names the other way round, and a figure built with ``figure`` is
+    not converted on the way."""
+    return plotly.colors.get_colorscale(name)
 
 
 def persona_colour(persona_key: str | None) -> str:

@@ -200,7 +200,7 @@ def penetration_figure(
         "z": z,
         "zmin": 0,
         "zmax": 1,
-        "colorscale": "Blues",
+        "colorscale": ui.colorscale("Blues"),
         "customdata": hover,
         "hovertemplate": "%{customdata}<extra></extra>",
         "texttemplate": "%{z:.0%}",

@@ -431,13 +431,18 @@ def objects_view(found: pl.DataFrame, search: str | None) -> html.Div:
                     "textAlign": "left",
                     "whiteSpace": "normal",
                     "height": "auto",
-                    "fontFamily": "inherit",
+                    "fontFamily": "var(--bs-body-font-family)",
                     "fontSize": "0.875rem",
                     "border": "none",
                     "borderBottom": "1px solid #dee2e6",
                     "padding": "0.3rem 0.5rem",
                 },
-                style_header={"fontWeight": "bold", "backgroundColor": "white", "borderBottom": "2px solid #dee2e6"},
+                style_header={
+                    "fontWeight": "bold",
+                    "backgroundColor": "white",
+                    "borderBottom": "2px solid #dee2e6",
+                    "fontFamily": "var(--bs-body-font-family)",
+                },
                 style_cell_conditional=[
                     {
                         "if": {"column_id": "name"},

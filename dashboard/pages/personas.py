@@ -203,7 +203,7 @@ def profile_figure(profiles: pl.DataFrame, names: dict[str, str]) -> go.Figure:
         "x": [feature_label(f) for f in features],
         "y": [label(k, names) for k in keys],
         "customdata": custom,
-        "colorscale": "RdBu",
+        "colorscale": ui.colorscale("RdBu"),
         "reversescale": True,
         "zmid": 0,
         "zmin": -limit,

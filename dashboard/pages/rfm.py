@@ -242,7 +242,7 @@ def grid_figure(grid: pl.DataFrame, selected: list[str] | None = None) -> go.Fig
         "texttemplate": "%{text}",
         "textfont": {"size": 10},
         "customdata": custom,
-        "colorscale": "Blues",
+        "colorscale": ui.colorscale("Blues"),
         "colorbar": {"title": {"text": "Customers"}},
         "hovertemplate": "R %{y}, F %{x}: %{customdata[0]}<br>%{z:,} customers<br>"
         "mean spend %{customdata[1]:,.0f}<extra></extra>",
