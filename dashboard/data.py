@@ -98,6 +98,12 @@ class AnswerCache:
             # A copy shares the data (Polars is copy-on-write): a caller changing it can't change the cache.
             return found.clone()
 
+    def clear(self) -> None:
+        """Forget every answer (a benchmark's fresh start; a swapped file empties the cache by itself)."""
+        with self._lock:
+            self._answers.clear()
+            self._bytes = 0
+
     def put(self, stamp: object, key: tuple, answer: pl.DataFrame) -> None:
         size = answer.estimated_size()
         if answer.height > CACHE_MAX_ROWS or size > self.budget:

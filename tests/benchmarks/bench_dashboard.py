@@ -12,6 +12,12 @@ customer lookups. A hook on the server times every Dash callback request (the ca
 queries it runs and the JSON of its answer) and reports, per callback, how many calls, the
 median, the 95th percentile and the worst. It also reports how long each page takes from
 navigation until its last callback has answered (the page is usable).
+
+Chromium shares the server's two cores here, which a bank's server does not (the browser runs on
+the risk manager's own machine): so the recorded requests are then replayed with no browser
+running, in the bursts the browser sent them, from the same starting state (answer cache emptied
+and warmed as at start), and timed again: the second table. ``SEGRISK_QUERY_CACHE_MB=0`` turns the
+answer cache off, so every query runs; ``--serial`` times each callback alone.
 """
 
 from __future__ import annotations
@@ -55,8 +61,12 @@ class CallbackTimer:
         from flask import g, request
 
         self.seconds: dict[str, list[float]] = defaultdict(list)
+        #: (seconds since the timer started, request body) of every callback request, for the replay.
+        self.requests: list[tuple[float, bytes]] = []
+        self.recording = True
         self.lock = threading.Lock()
         one_at_a_time = threading.Lock()
+        origin = time.perf_counter()
 
         @server.before_request
         def _start() -> None:
@@ -64,6 +74,9 @@ class CallbackTimer:
                 one_at_a_time.acquire()
                 g.bench_holds_lock = True
             g.bench_started = time.perf_counter()
+            if self.recording and request.path == "/_dash-update-component":
+                with self.lock:
+                    self.requests.append((g.bench_started - origin, request.get_data()))
 
         @server.after_request
         def _stop(response):  # noqa: ANN001, ANN202
@@ -102,6 +115,40 @@ def time_queries() -> dict[str, list[float]]:
     return seconds
 
 
+def replay(base_url: str, cookies: list[dict], recorded: list[tuple[float, bytes]], gap: float = 0.25) -> None:
+    """Send the recorded callback requests again with no browser on the machine: in bursts as the
+    browser sent them (a burst ends at a quiet gap), each request at its original offset within its
+    burst, so callbacks of one page load still overlap as they did."""
+    import requests
+
+    session = requests.Session()
+    for cookie in cookies:
+        session.cookies.set(cookie["name"], cookie["value"])
+    bursts: list[list[tuple[float, bytes]]] = []
+    for started, body in recorded:
+        if not bursts or started - bursts[-1][-1][0] > gap:
+            bursts.append([])
+        bursts[-1].append((started, body))
+    headers = {"Content-Type": "application/json"}
+    for burst in bursts:
+        first = burst[0][0]
+        began = time.perf_counter()
+        threads = []
+        for started, body in burst:
+            delay = started - first - (time.perf_counter() - began)
+            if delay > 0:
+                time.sleep(delay)
+            thread = threading.Thread(
+                target=session.post,
+                args=(f"{base_url}/_dash-update-component",),
+                kwargs={"data": body, "headers": headers},
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+
+
 def _callback_name(output: str) -> str:
     """A readable name from Dash's output spec ("..a.b...c.d.." -> "a.b + c.d")."""
     parts = [p for p in output.strip(".").split("...") if p]
@@ -116,8 +163,8 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-def drive(base_url: str, db: Path, rounds: int, seed: int) -> dict[str, list[float]]:
-    """Use every page as a risk manager would; returns seconds to usable per page."""
+def drive(base_url: str, db: Path, rounds: int, seed: int) -> tuple[dict[str, list[float]], list[dict]]:
+    """Use every page as a risk manager would; returns seconds to usable per page and the session's cookies."""
     import dash
     import duckdb
     from browser import choose, chromium, settle, signed_in
@@ -131,6 +178,7 @@ def drive(base_url: str, db: Path, rounds: int, seed: int) -> dict[str, list[flo
     fragments += [f"#persona={rng.choice(personas)}", f"#region={rng.choice(regions)}&product=mortgage"]
     paths = [p["relative_path"] for p in sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))]
     usable: dict[str, list[float]] = defaultdict(list)
+    cookies: list[dict] = []
     with chromium() as browser, signed_in(browser, base_url) as page:
         for round_number in range(rounds):
             for path in paths:
@@ -158,7 +206,8 @@ def drive(base_url: str, db: Path, rounds: int, seed: int) -> dict[str, list[flo
             choose(page, "warnings-alerts-sort", "Value")
             settle(page, quiet=0.3)
             print(f"  round {round_number + 1} of {rounds} done", file=sys.stderr, flush=True)
-    return usable
+        cookies = page.context.cookies()
+    return usable, cookies
 
 
 def main() -> None:
@@ -173,6 +222,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--serial", action="store_true", help="run callbacks one at a time (each timed alone, not sharing the cores)"
+    )
+    parser.add_argument(
+        "--no-replay",
+        action="store_true",
+        help="skip replaying the recorded requests without the browser (the second table)",
     )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -191,26 +245,31 @@ def main() -> None:
     warm()  # as `segrisk serve` does at start
     server = create_server(app.server, host="127.0.0.1", port=0, threads=8)
     threading.Thread(target=server.run, daemon=True).start()
+    base_url = f"http://127.0.0.1:{server.effective_port}"
     try:
-        usable = drive(f"http://127.0.0.1:{server.effective_port}", db, args.rounds, args.seed)
+        usable, cookies = drive(base_url, db, args.rounds, args.seed)
+        with_browser = timer.seconds
+        replayed = None
+        if not args.no_replay:
+            # The same requests again without Chromium on the machine, from the same starting state:
+            # an empty answer cache warmed as at start.
+            from dashboard.data import reader
+
+            timer.recording, timer.seconds = False, defaultdict(list)
+            if reader().cache is not None:
+                reader().cache.clear()
+            warm()
+            replay(base_url, cookies, timer.requests)
+            replayed = timer.seconds
     finally:
         server.close()
     how = "one at a time" if args.serial else "as the browser sends them, several at once"
-    print(f"\nDashboard callbacks on {db.name}, {how} (server time per request, ms):")
-    print(f"{'callback (outputs)':<70} {'calls':>6} {'median':>8} {'p95':>8} {'worst':>8}")
-    rows = []
-    for name, seconds in sorted(timer.seconds.items()):
-        ms = [s * 1000 for s in seconds]
-        rows.append(
-            {
-                "callback": name,
-                "calls": len(ms),
-                "median_ms": statistics.median(ms),
-                "p95_ms": percentile(ms, 0.95),
-                "worst_ms": max(ms),
-            }
-        )
-        print(f"{name[:70]:<70} {len(ms):>6} {rows[-1]['median_ms']:>8.1f} {rows[-1]['p95_ms']:>8.1f} {max(ms):>8.1f}")
+    rows = report(f"Dashboard callbacks on {db.name}, {how}, Chromium on the same 2 cores", with_browser)
+    replay_rows = (
+        report(f"The same {len(timer.requests)} requests replayed without the browser, {how}", replayed)
+        if replayed is not None
+        else []
+    )
     print("\nPage usable after navigation (s): median / p95 / worst")
     for path, seconds in usable.items():
         print(f"  {path:<14} {statistics.median(seconds):.2f} / {percentile(seconds, 0.95):.2f} / {max(seconds):.2f}")
@@ -226,8 +285,28 @@ def main() -> None:
                 f"  {name[:70]:<70} {len(ms):>6} {statistics.median(ms):>8.1f} {percentile(ms, 0.95):>8.1f} {max(ms):>8.1f}"
             )
     (args.work / f"bench-dashboard{'-serial' if args.serial else ''}.json").write_text(
-        json.dumps({"callbacks": rows, "usable_s": usable, "queries": queries}, indent=1)
+        json.dumps({"callbacks": rows, "replayed": replay_rows, "usable_s": usable, "queries": queries}, indent=1)
     )
+
+
+def report(title: str, seconds_by_callback: dict[str, list[float]]) -> list[dict]:
+    """Print calls, median, p95 and worst per callback; return them as rows."""
+    print(f"\n{title} (server time per request, ms):")
+    print(f"{'callback (outputs)':<70} {'calls':>6} {'median':>8} {'p95':>8} {'worst':>8}")
+    rows = []
+    for name, seconds in sorted(seconds_by_callback.items()):
+        ms = [s * 1000 for s in seconds]
+        rows.append(
+            {
+                "callback": name,
+                "calls": len(ms),
+                "median_ms": statistics.median(ms),
+                "p95_ms": percentile(ms, 0.95),
+                "worst_ms": max(ms),
+            }
+        )
+        print(f"{name[:70]:<70} {len(ms):>6} {rows[-1]['median_ms']:>8.1f} {rows[-1]['p95_ms']:>8.1f} {max(ms):>8.1f}")
+    return rows
 
 
 if __name__ == "__main__":
