@@ -75,6 +75,8 @@ class PagedTable:
         # With no global filter set, the count and the page skip the filter conditions and any join to
         # the customer profile they need (see filters.unfiltered).
         bare = filters.unfiltered(self.from_where)
+        if bare is not None and filters.PROFILE_JOIN in self.from_where and "p." in self.select:
+            bare = None  # the rows shown read the profile: keep its join
         bare_count = filters.unfiltered(count)
         if bare_count is not None:
             queries[f"{self.name}:count:all"] = bare_count

@@ -343,3 +343,17 @@ def test_the_features_mart_holds_every_customer_with_the_profile_dimensions(full
     assert differing == 0
     assert rows[0] == rows[1] > 0
     assert uncommented == 0
+
+
+def test_a_table_showing_profile_columns_keeps_the_profile_join_unfiltered() -> None:
+    """Without filters a table's queries drop the profile join, unless the rows shown read the profile."""
+    from dashboard import filters
+    from dashboard.data import QUERIES
+    from dashboard.paged import Column, PagedTable
+
+    from_where = f"FROM ml_alerts a {filters.PROFILE_JOIN} WHERE {filters.FILTERED}"
+    for name, select in (("test-reads-profile", "a.alert_id, p.grade"), ("test-reads-alerts", "a.alert_id")):
+        PagedTable(name, select, from_where, (Column("alert_id", "Alert"),), ("alert_id",), "alert_id")
+        assert filters.PROFILE_JOIN not in QUERIES[f"{name}:count:all"]
+    assert "test-reads-profile:page:alert_id:DESC:all" not in QUERIES
+    assert filters.PROFILE_JOIN not in QUERIES["test-reads-alerts:page:alert_id:DESC:all"]
