@@ -158,8 +158,10 @@ def test_a_customer_lookup_shows_that_customer(page: Page, served_db: Path) -> N
     page.click("#customer-lookup")
     page.wait_for_url(f"**/customer?customer_id={customer_id}*")
     expect(page.locator("#customer-facts")).to_contain_text(f"Customer {customer_id}")
+    # The view sits in a dcc.Loading, which hides it (empty innerText) while its charts still update.
+    settle(page)
+    expect(page.locator("#customer-view")).to_contain_text(f"{score:,.1f}")
     shown = page.locator("#customer-view").inner_text()
     assert f"{score:,.1f}" in shown and f"\n{grade}\n" in f"\n{shown}\n"
     assert f"grade={grade}" in page.url  # the filters stay
-    settle(page)
     assert page.console.errors == []  # type: ignore[attr-defined]
