@@ -176,23 +176,7 @@ class PagedTable:
             [
                 controls,
                 dcc.Loading(html.Div(id=f"{self.name}-rows"), delay_show=300),
-                dbc.Row(
-                    [
-                        dbc.Col(html.Div(id=f"{self.name}-summary", className="small text-muted")),
-                        dbc.Col(
-                            dbc.Pagination(
-                                id=f"{self.name}-page",
-                                max_value=1,
-                                active_page=1,
-                                fully_expanded=False,
-                                first_last=True,
-                                previous_next=True,
-                                size="sm",
-                            ),
-                            width="auto",
-                        ),
-                    ]
-                ),
+                pager_row(self.name),
                 dcc.Download(id=f"{self.name}-download"),
                 html.Div(id=f"{self.name}-download-message", className="small text-danger"),
             ]
@@ -215,6 +199,30 @@ class PagedTable:
         summary = f"rows {first:,}-{first + rows.height - 1:,} of {total:,}"
         numeric = tuple(c.key for c in self.columns if c.numeric)
         return ui.table(shown, [(c.key, c.heading) for c in self.columns], numeric=numeric), pages, summary
+
+
+def pagination(component_id: str) -> dbc.Pagination:
+    """The pager of a server-paged table: first and last, previous and next, a few page numbers."""
+    return dbc.Pagination(
+        id=component_id,
+        max_value=1,
+        active_page=1,
+        fully_expanded=False,
+        first_last=True,
+        previous_next=True,
+        size="sm",
+    )
+
+
+def pager_row(name: str) -> dbc.Row:
+    """Under a paged table: its summary (``{name}-summary``, "rows 1-25 of 6,993") on the left and
+    its pager (``{name}-page``) on the right."""
+    return dbc.Row(
+        [
+            dbc.Col(html.Div(id=f"{name}-summary", className="small text-muted")),
+            dbc.Col(pagination(f"{name}-page"), width="auto"),
+        ]
+    )
 
 
 def _allowed(capability: str) -> bool:

@@ -14,6 +14,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
 from dashboard import auth, ui
+from dashboard.paged import pager_row
 from warehouse.app_state import AuditEntry, StoredUser
 
 dash.register_page(__name__, path="/admin", name="Admin", order=20, admin_only=True)
@@ -114,23 +115,7 @@ def layout(**_query: str) -> html.Div:
                 className="g-2 mb-2",
             ),
             dcc.Loading(html.Div(id="admin-audit"), delay_show=300),
-            dbc.Row(
-                [
-                    dbc.Col(html.Div(id="admin-audit-summary", className="small text-muted")),
-                    dbc.Col(
-                        dbc.Pagination(
-                            id="admin-audit-page",
-                            max_value=1,
-                            active_page=1,
-                            fully_expanded=False,
-                            first_last=True,
-                            previous_next=True,
-                            size="sm",
-                        ),
-                        width="auto",
-                    ),
-                ]
-            ),
+            pager_row("admin-audit"),
         ]
     )
 

@@ -17,7 +17,7 @@ from flask import has_request_context
 
 from dashboard import auth, sql_console, ui
 from dashboard.data import QUERIES, WarehouseReader, reader, register
-from dashboard.paged import Column, PagedTable
+from dashboard.paged import Column, PagedTable, pagination
 from warehouse.db import quote_ident
 from warehouse.errors import SegriskError, WarehouseError
 
@@ -625,15 +625,7 @@ def sql_console_section() -> list:
         dcc.Loading(html.Div(id="data-sql-message"), delay_show=300),
         html.Div(id="data-sql-result", style={"overflowX": "auto"}),
         html.Div(
-            dbc.Pagination(
-                id="data-sql-page",
-                max_value=1,
-                active_page=1,
-                fully_expanded=False,
-                first_last=True,
-                previous_next=True,
-                size="sm",
-            ),
+            pagination("data-sql-page"),
             id="data-sql-pager",
             style=HIDDEN,
         ),
