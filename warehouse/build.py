@@ -62,6 +62,7 @@ from .staging import (
     SUSPECT,
     column_rules,
     describe_rejections,
+    explain_rejections,
     flag_rejections,
     polars_typed,
     staged_columns,
@@ -364,7 +365,7 @@ class _Builder:
         typed = with_typed(raw, source)
         flagged = flag_rejections(typed, rules, unique_key=unique_key, known_keys=known)
         raw_columns = list(self.raw_schemas[kind])
-        quarantine_lf = describe_rejections(flagged.filter(pl.col(REJECTED)), rules, raw_columns, known_keys=known)
+        quarantine_lf = describe_rejections(flagged.filter(pl.col(REJECTED)), rules, known_keys=known)
         staged = staged_columns(flagged.filter(~pl.col(REJECTED)), source)
 
         started = time.perf_counter()
@@ -385,6 +386,7 @@ class _Builder:
             result.staged = staged_df.lazy()
             if kind == "customers" or (kind == "applications" and self.known_keys is None):
                 self.known_keys = staged_df.get_column(CUSTOMER_KEY)
+        quarantine = explain_rejections(quarantine, rules, raw_columns, known_keys=known)
         self.say(f"  {kind}: {rows_in:,} rows validated in {time.perf_counter() - started:.1f} s")
         self._write_quarantine(kind, quarantine)
         result.rows_rejected = quarantine.height

@@ -467,14 +467,11 @@ def flag_rejections(
     return flagged
 
 
-def describe_rejections(
-    rejected: pl.LazyFrame,
-    rules: list[Rule],
-    raw_columns: list[str],
-    *,
-    known_keys: pl.Series | None,
-) -> pl.LazyFrame:
-    """For rejected rows only: the first failing rule, its column and a plain reason, plus the raw row."""
+RULE_INDEX = "_rule_index"
+
+
+def _rejection_checks(rules: list[Rule], known_keys: pl.Series | None) -> list[tuple[pl.Expr, str, str, pl.Expr]]:
+    """Every check a rejected row is judged by, in order: (failed, rule, column, reason)."""
     key = pl.col(f"__{CUSTOMER_KEY}")
     checks = [(r.failed.fill_null(False), r.name, r.column, r.reason) for r in rules]
     if known_keys is not None:
@@ -494,28 +491,70 @@ def describe_rejections(
             pl.format("duplicate {} {}: an earlier row has the same key", pl.lit(CUSTOMER_KEY), _shown(key)),
         )
     )
-    rule_name = _first_match([(failed, pl.lit(name)) for failed, name, _, _ in checks])
-    column_name = _first_match([(failed, pl.lit(column)) for failed, _, column, _ in checks])
-    reason = _first_match([(failed, why) for failed, _, _, why in checks])
+    return checks
+
+
+def describe_rejections(
+    rejected: pl.LazyFrame,
+    rules: list[Rule],
+    *,
+    known_keys: pl.Series | None,
+) -> pl.LazyFrame:
+    """Rejected rows with ``_rule_index``: the position of the first check they fail.
+
+    Only the index is computed here, as a coalesce of one-branch integer ``when``s; the reason
+    text is written by :func:`explain_rejections` once the (few) rejected rows are in memory.
+    A single ``when/then`` chain choosing among string reasons panicked inside polars 2.1
+    (``assertion failed: i < self.len()``) on filtered frames of some 30,000 rows, and failed
+    another way on 1.33 (``zip node received non-equal length inputs``).
+    """
+    checks = _rejection_checks(rules, known_keys)
+    first = pl.coalesce([pl.when(failed).then(pl.lit(i, dtype=pl.Int32)) for i, (failed, *_) in enumerate(checks)])
+    return rejected.with_columns(first.alias(RULE_INDEX))
+
+
+def explain_rejections(
+    rejected: pl.DataFrame,
+    rules: list[Rule],
+    raw_columns: list[str],
+    *,
+    known_keys: pl.Series | None,
+) -> pl.DataFrame:
+    """The quarantine rows: where each rejected row came from, its rule, column, reason and raw record.
+
+    Each rule's reason is computed over the rows that rule rejected only, so no expression has
+    to choose among rules per row.
+    """
+    checks = _rejection_checks(rules, known_keys)
     raw_record = pl.struct([pl.col(c).cast(pl.String) for c in raw_columns]).struct.json_encode()
-    return rejected.select(
-        pl.col(SOURCE_FILE).alias("source_file"),
-        pl.col(FILE_ROW).alias("source_row"),
-        pl.col(SOURCE_ROW).alias("raw_row"),
-        rule_name.alias("rule"),
-        column_name.alias("column_name"),
-        reason.alias("reason"),
-        raw_record.alias("raw_record"),
-    )
+    parts = []
+    for index in rejected.get_column(RULE_INDEX).unique().sort().to_list():
+        _, name, column, reason = checks[index]
+        parts.append(
+            rejected.filter(pl.col(RULE_INDEX) == index).select(
+                pl.col(SOURCE_FILE).alias("source_file"),
+                pl.col(FILE_ROW).alias("source_row"),
+                pl.col(SOURCE_ROW).alias("raw_row"),
+                pl.lit(name, dtype=pl.String).alias("rule"),
+                pl.lit(column, dtype=pl.String).alias("column_name"),
+                reason.cast(pl.String).alias("reason"),
+                raw_record.alias("raw_record"),
+            )
+        )
+    if not parts:
+        return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    return pl.concat(parts).sort("raw_row")
 
 
-def _first_match(branches: list[tuple[pl.Expr, pl.Expr]]) -> pl.Expr:
-    """``when(c1).then(v1).when(c2).then(v2)...``: the value of the first branch that holds."""
-    (first_condition, first_value), *rest = branches
-    chain = pl.when(first_condition).then(first_value)
-    for condition, value in rest:
-        chain = chain.when(condition).then(value)
-    return chain
+QUARANTINE_SCHEMA = {
+    "source_file": pl.String,
+    "source_row": pl.Int64,
+    "raw_row": pl.Int64,
+    "rule": pl.String,
+    "column_name": pl.String,
+    "reason": pl.String,
+    "raw_record": pl.String,
+}
 
 
 def staged_columns(typed: pl.LazyFrame, source: SourceSpec) -> pl.LazyFrame:
