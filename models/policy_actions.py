@@ -91,17 +91,24 @@ def change(
     return saved[0]
 
 
-def explain(db_path: Path, customer_ids: list[int]) -> list[dict]:
-    """Score, grade, decision and reasons of the given customers, from the latest risk run."""
+def explain(db_path: Path, customer_ids: list[str]) -> list[dict]:
+    """Score, grade, decision and reasons of the given customers, from the latest risk run.
+
+    Keys are given as text and matched as text, so numeric keys (``1204``) and text keys
+    (``C-00017``, whose zeros matter) are both found as typed.
+    """
+    wanted = [str(customer_id).strip() for customer_id in customer_ids]
     with read_only(db_path) as con:
         risk_run = latest_run_id(con, "risk")
         if risk_run is None:
             raise ModelError(f"No PD scores in {db_path} yet: run `segrisk train risk` first.")
         rows = con.sql(
-            "SELECT * FROM ml_risk_scores WHERE run_id = ? AND list_contains(?, customer_id) ORDER BY customer_id",
-            params=[risk_run, customer_ids],
+            "SELECT * FROM ml_risk_scores WHERE run_id = ? AND list_contains(?::VARCHAR[], customer_id::VARCHAR) "
+            "ORDER BY customer_id",
+            params=[risk_run, wanted],
         ).pl()
-    missing = sorted(set(customer_ids) - set(rows.get_column("customer_id").to_list()))
+    found = {str(value) for value in rows.get_column("customer_id").to_list()}
+    missing = [customer_id for customer_id in wanted if customer_id not in found]
     if missing:
         raise ModelError(f"No customer {missing[0]} in the latest risk run of {db_path}.")
     return rows.to_dicts()

@@ -162,3 +162,57 @@ def _plain(value: object) -> object:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+#: Real banks' ids are text: ``C-00017``, zero-padded and prefixed (issue 12).
+STRING_ID_FORMAT = "C-{:05d}"
+
+
+@pytest.fixture(scope="session")
+def string_id_data(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small synthetic bank with every customer id written as text like ``C-00017``."""
+    import polars as pl
+
+    folder = tmp_path_factory.mktemp("string-id-data")
+    for file in demo_data.glob("*.parquet"):
+        frame = pl.read_parquet(file)
+        if "customer_id" in frame.columns:
+            frame = frame.with_columns(
+                pl.col("customer_id").map_elements(STRING_ID_FORMAT.format, return_dtype=pl.String)
+            )
+        frame.write_parquet(folder / file.name)
+    return folder
+
+
+def string_id_spec_text() -> str:
+    """The demo spec with ``customer_id`` declared as text in every source."""
+    text = load_spec("demo")[1]
+    declared = 'name = "customer_id"\ntype = "int"'
+    assert text.count(declared) == 4
+    return text.replace(declared, 'name = "customer_id"\ntype = "string"').replace(
+        'name = "demo"', 'name = "demo-string-ids"'
+    )
+
+
+@pytest.fixture(scope="session")
+def string_id_db(string_id_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse whose customer ids are text, after every model run (``train all``)."""
+    from models.train import (
+        train_cross_sell,
+        train_rfm,
+        train_risk,
+        train_segments,
+        train_statistics,
+        train_warnings,
+    )
+
+    text = string_id_spec_text()
+    path = tmp_path_factory.mktemp("string-id-db") / "bank.duckdb"
+    build_warehouse(parse_spec(text, "demo-string-ids.toml"), text, string_id_data, path)
+    train_segments(path, seed=42)
+    train_rfm(path, seed=42)
+    train_risk(path, seed=42)
+    train_warnings(path)
+    train_cross_sell(path)
+    train_statistics(path, seed=42)
+    return path

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import pytest
 from conftest import FIXTURES, Builder
 
 TAIWAN = FIXTURES / "taiwan_default" / "UCI_Credit_Card.csv"
@@ -37,9 +36,31 @@ def test_a_build_that_quarantines_a_handful_of_rows_in_a_large_file_does_not_pan
     customers = next(s for s in summary.sources if s.kind == "customers")
     assert (customers.rows_in, customers.rows_rejected) == (number, len(bad))
     with duckdb.connect(str(summary.db_path), read_only=True) as con:
-        found = con.execute("SELECT source_row, rule, column_name, reason FROM quarantine_customers ORDER BY 1").fetchall()
+        found = con.execute(
+            "SELECT source_row, rule, column_name, reason FROM quarantine_customers ORDER BY 1"
+        ).fetchall()
     assert [row[0] for row in found] == sorted(bad)
     by_row = {row[0]: row[1:] for row in found}
     assert by_row[6] == ("out_of_range", "credit_limit", "credit_limit: -5.0 is not above 0")
     assert by_row[8] == ("not_allowed", "sex", "sex: '9' is not one of male, female")
     assert by_row[901][:2] == ("wrong_type", "age")
+
+
+def test_string_customer_ids_go_through_the_build_and_every_model(string_id_db: Path) -> None:
+    """``sub operation not supported for dtypes str and str``: the build's order check took a
+    ``.diff()`` of the key as soon as transactions or snapshots existed."""
+    with duckdb.connect(str(string_id_db), read_only=True) as con:
+        key_types = con.execute(
+            "SELECT DISTINCT data_type FROM duckdb_columns() WHERE column_name = 'customer_id' "
+            "AND table_name IN ('customers', 'mart_customer_profile', 'ml_risk_scores', 'ml_segments', "
+            "'ml_rfm', 'ml_alerts', 'ml_recommendations', 'mart_customer_months')"
+        ).fetchall()
+        assert key_types == [("VARCHAR",)]
+        customers = con.execute("SELECT count(*), min(customer_id) FROM customers").fetchall()[0]
+        assert customers == (2_000, "C-00001")
+        kinds = {row[0] for row in con.execute("SELECT model_kind FROM ml_model_runs").fetchall()}
+        assert kinds >= {"segments", "rfm", "risk", "warnings", "cross_sell", "statistics"}
+        scored = con.execute("SELECT count(*) FROM ml_latest_risk_scores WHERE customer_id LIKE 'C-%'").fetchall()
+        assert scored == [(2_000,)]
+        months = con.execute("SELECT count(DISTINCT customer_id) FROM mart_customer_months").fetchall()
+        assert months == [(2_000,)]

@@ -246,15 +246,17 @@ def _sorted_by_customer_then(raw: pl.LazyFrame, source: SourceSpec, time_column:
     """
     schema = raw.collect_schema()
     key = pl.col(CUSTOMER_KEY)
+    # Compared with the previous row, not subtracted from it: ids may be text (C10001, LP001002).
+    previous_key = key.shift(1)
     columns = [polars_typed(source.column(CUSTOMER_KEY), schema, source.csv)]
-    in_order = key.diff() > 0
+    in_order = key > previous_key
     present = key.is_not_null().all()
     if time_column is None:
-        in_order = key.diff() >= 0
+        in_order = key >= previous_key
     else:
         columns.append(polars_typed(source.column(time_column), schema, source.csv))
         when = pl.col(time_column)
-        in_order = in_order | ((key.diff() == 0) & (when.diff() >= pl.duration(days=0)))
+        in_order = in_order | ((key == previous_key) & (when >= when.shift(1)))
         present = present & when.is_not_null().all()
     ordered = raw.select(columns).select(in_order.slice(1).all() & present)
     return bool(ordered.collect(engine="streaming").item())

@@ -29,8 +29,12 @@ dash.register_page(__name__, path="/customer", name="Customer 360", order=6)
 
 #: DuckDB's BIGINT range: a longer number cannot be a customer key, and binding it would fail.
 MAX_CUSTOMER_ID = 2**63 - 1
+#: Text keys (C10001, LP001002, 00017) are looked up as typed; none is longer than this.
+MAX_TEXT_ID_LENGTH = 100
 
 register(
+    customer_key_type="SELECT data_type FROM duckdb_columns() WHERE table_name = 'mart_customer_profile' "
+    "AND column_name = 'customer_id'",
     customer_objects="SELECT table_name AS name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()",
     customer_profile="SELECT * FROM mart_customer_profile WHERE customer_id = $customer_id",
     # Balances and limits of the products held, and the product flags; the log_ model inputs and
@@ -76,7 +80,7 @@ class CustomerView(NamedTuple):
     """Everything the page shows about one customer, as the warehouse holds it (a named tuple: Dash runs
     page modules before they are in ``sys.modules``, where a dataclass looks its module up)."""
 
-    customer_id: int
+    customer_id: int | str
     profile: dict  # mart_customer_profile row
     persona_name: str  # as users see it now (renames included)
     has_personas: bool
@@ -90,13 +94,26 @@ class CustomerView(NamedTuple):
     offers: pl.DataFrame | None  # None when the warehouse has no cross-sell run
 
 
-def parse_customer_id(text: str | None) -> int | None:
-    """The customer number typed or bookmarked; None when it is not one. Thousands separators are
-    accepted, since tables elsewhere show ids as ``1,204``."""
+def parse_customer_id(text: str | None, numeric: bool = True) -> int | str | None:
+    """The customer key typed or bookmarked; None when it cannot be one.
+
+    Numeric keys accept thousands separators, since tables elsewhere show ids as ``1,204``.
+    Text keys (``C-00017``, ``LP001002``) are taken as typed, trimmed: their zeros and
+    punctuation are part of the key.
+    """
+    if not numeric:
+        cleaned = (text or "").strip()
+        return cleaned if 0 < len(cleaned) <= MAX_TEXT_ID_LENGTH else None
     cleaned = re.sub(r"[\s,_]", "", text or "")
     if not re.fullmatch(r"\d{1,19}", cleaned) or int(cleaned) > MAX_CUSTOMER_ID:
         return None
     return int(cleaned)
+
+
+def has_numeric_keys(data: WarehouseReader) -> bool:
+    """Whether the warehouse's customer keys are numbers (the spec declared them ``int``)."""
+    types = data.query("customer_key_type").get_column("data_type").to_list()
+    return not types or types[0] in ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT")
 
 
 def search_for(text: str | None) -> str:
@@ -105,7 +122,7 @@ def search_for(text: str | None) -> str:
     return "?" + urlencode({"customer_id": text}) if text else ""
 
 
-def look_up(data: WarehouseReader, customer_id: int) -> CustomerView | None:
+def look_up(data: WarehouseReader, customer_id: int | str) -> CustomerView | None:
     """The customer's view, or None when the warehouse has no such customer."""
     profile = data.query("customer_profile", customer_id=customer_id)
     if profile.height == 0:
@@ -456,11 +473,14 @@ def customer_content(data: WarehouseReader, text: str | None):
             "Enter a customer number to see their persona, risk, products, history, alerts and offers.",
             className="text-muted",
         )
-    customer_id = parse_customer_id(text)
-    if customer_id is None:
-        shown = text.strip() if len(text.strip()) <= 30 else text.strip()[:30] + "…"
-        return ui.unavailable(f"“{shown}” is not a customer number: enter digits only, such as 1204.")
     try:
+        numeric = has_numeric_keys(data)
+        customer_id = parse_customer_id(text, numeric)
+        if customer_id is None:
+            shown = text.strip() if len(text.strip()) <= 30 else text.strip()[:30] + "…"
+            if numeric:
+                return ui.unavailable(f"“{shown}” is not a customer number: enter digits only, such as 1204.")
+            return ui.unavailable(f"“{shown}” is not a customer key: keys have 1 to {MAX_TEXT_ID_LENGTH} characters.")
         view = look_up(data, customer_id)
     except SegriskError as exc:
         return ui.failed(exc)
