@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -693,8 +693,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Where a failure came from, for its one line: the innermost frame of the traceback in one of these.
+_ENGINES = {
+    "polars": "the Polars data engine",
+    "duckdb": "the DuckDB database engine",
+    "pyarrow": "the Arrow library",
+    "sklearn": "scikit-learn",
+    "imblearn": "imbalanced-learn",
+    "scipy": "SciPy",
+    "numpy": "NumPy",
+    "fastexcel": "the Excel reader (fastexcel)",
+    "xlsxwriter": "the Excel writer (XlsxWriter)",
+    "reportlab": "the PDF writer (ReportLab)",
+    "kaleido": "the chart renderer (Kaleido)",
+    "plotly": "Plotly",
+}
+
+
+def _quiet_engine_panics(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Keep a Rust engine's panic (Polars', or another pyo3 library's) from printing a backtrace.
+
+    When Rust code panics, Rust's panic hook itself writes ``thread '<unnamed>' panicked at
+    FILE:LINE:COL:`` and the panic's message to stderr, before pyo3 hands Python a
+    ``PanicException``: Python can neither catch nor silence those two lines. Under them the hook
+    prints a stack backtrace (about 50 lines a panic) when ``RUST_BACKTRACE`` is 1 or full, as it
+    is on this project's development machines, and only "note: run with `RUST_BACKTRACE=1` ..."
+    when it is unset or 0. Rust reads the variable at the first panic and then keeps it, so setting
+    it here works although Polars may already be imported. Checked with a small panicking Rust
+    library loaded into Python: with RUST_BACKTRACE=1 inherited, 55 lines on stderr for one panic;
+    with the process setting it to 0 before the panic, 4 (a blank line, the panic line, its
+    message, the note). So a command sets it to 0 even over an inherited 1: ``SEGRISK_DEBUG=1``,
+    the one switch for the detail, leaves it as it was (and turns it on when it is unset).
+    """
+    if environ.get("SEGRISK_DEBUG"):
+        environ.setdefault("RUST_BACKTRACE", "1")
+    else:
+        environ["RUST_BACKTRACE"] = "0"
+
+
+def _failed_in(exc: BaseException) -> str | None:
+    """The library, in words, whose code raised ``exc``: its frame nearest the failure."""
+    found = None
+    frame = exc.__traceback__
+    while frame is not None:
+        package = str(frame.tb_frame.f_globals.get("__name__", "")).partition(".")[0]
+        found = _ENGINES.get(package, found)
+        frame = frame.tb_next
+    return found
+
+
+def _failure_line(command: str, exc: BaseException) -> str:
+    """One line for a failure that is not one of ours (a bug, or an engine's own failure)."""
+    engine = _failed_in(exc)
+    kind = type(exc).__name__
+    if kind == "PanicException":  # pyo3_runtime's: Rust code panicked (it derives from BaseException)
+        what = f"{engine or 'a compiled library'} crashed (an internal error of that library)"
+    else:
+        what = f"unexpected {kind}" + (f" in {engine}" if engine else "")
+    lines = str(exc).strip().splitlines()
+    detail = f": {lines[0][:200]}" if lines else ""
+    return f"error: `segrisk {command}` failed: {what}{detail}; set SEGRISK_DEBUG=1 for the detail."
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; a user sees one clear line on failure, never a traceback."""
+    """Run a command; a user sees one clear line on failure, never a traceback.
+
+    The boundary catches every BaseException, not only Exception: pyo3's ``PanicException``, which
+    Polars raises when its Rust code panics, derives from BaseException. KeyboardInterrupt is one
+    line too; SystemExit (argparse's --help and usage errors) and GeneratorExit pass through.
+    """
+    _quiet_engine_panics()
     from warehouse.errors import SegriskError
 
     args = build_parser().parse_args(argv)
@@ -705,16 +773,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; the previous warehouse is unchanged.", file=sys.stderr)
+        print("Interrupted.", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+    except (SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the last line of defence against tracebacks
         if os.environ.get("SEGRISK_DEBUG"):
             raise
-        print(
-            f"error: unexpected {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-            "(set SEGRISK_DEBUG=1 to see the details).",
-            file=sys.stderr,
-        )
+        print(_failure_line(args.command, exc), file=sys.stderr)
         return 1
 
 
