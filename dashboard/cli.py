@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-persona-review", action="store_true", help="do not send flagged personas to manual review"
     )
     explain = policy_actions.add_parser("explain", help="score, grade, decision and reasons of some customers")
-    explain.add_argument("customer_ids", type=int, nargs="+", help="customer keys")
+    explain.add_argument("customer_ids", nargs="+", help="customer keys (numbers or text, as the warehouse holds them)")
     for action in policy_actions.choices.values():
         _db_argument(action)
     policy.set_defaults(handler=cmd_policy)
