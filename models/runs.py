@@ -113,8 +113,9 @@ def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]
     if not db_path.exists():
         raise ModelError(f"No warehouse at {db_path}: run `segrisk build` first, or pass --db with the file's path.")
     temp_path = db_path.with_name(f".{db_path.name}.training-{os.getpid()}")
-    shutil.copyfile(db_path, temp_path)
     try:
+        # Inside the try: an interrupt or a full disk during the copy must not leave the copy behind.
+        shutil.copyfile(db_path, temp_path)
         con = connect_for_build(temp_path)
         try:
             ensure_runs_table(con)

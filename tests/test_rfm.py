@@ -109,6 +109,27 @@ def test_failed_write_back_leaves_the_warehouse_unchanged(retail_db: Path) -> No
     assert not list(retail_db.parent.glob(".*training*"))
 
 
+def test_an_interrupt_while_copying_leaves_no_copy_behind(retail_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy was taken before the guarded block: Ctrl-C or a full disk during it left
+    ``.NAME.training-PID`` beside the warehouse."""
+    import shutil
+
+    from models import runs
+
+    real_copy = shutil.copyfile
+
+    def copy_then_interrupt(source: Path, target: Path) -> None:
+        real_copy(source, target)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.shutil, "copyfile", copy_then_interrupt)
+    before = file_digest(retail_db)
+    with pytest.raises(KeyboardInterrupt):
+        write_back(retail_db, lambda con: None)
+    assert file_digest(retail_db) == before
+    assert not list(retail_db.parent.glob(".*training*"))
+
+
 def test_rfm_refuses_data_without_transactions(build: Builder) -> None:
     db = build("german-credit").db_path
     with pytest.raises(ModelError, match="RFM cannot run on .*needs transactions; the spec has none"):
