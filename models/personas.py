@@ -3,10 +3,16 @@ business archetypes of the seed analyses with their recommended strategies.
 
 Everything here works on a segment profile: the z-score of each feature's segment mean against
 the whole population. No model code, so the naming rules can be read and tested on their own.
+
+An archetype's name and strategy go only to a segment whose profile shows every one of the
+archetype's defining features (each written next to it below, and in ``Archetype.definition``);
+an archetype whose features the data lacks is unavailable. Any other segment is named from its
+distinctive features (:func:`describe`) and gets :data:`GENERIC_STRATEGY`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 #: Plain words for a feature being high or low in a segment; unknown features fall back to their name.
@@ -78,108 +84,259 @@ FEATURE_WORDS["has_credit_card"] = ("has a credit card", "no credit card")
 FEATURE_WORDS["has_checking"] = ("has a current account", "no current account")
 
 
+#: How far (in population standard deviations) a segment mean must sit from the population mean:
+#: "above/below average", "clearly above/below", "well above/below".
+AVERAGE = 0.25
+CLEARLY = 0.5
+WELL = 0.75
+
+
+@dataclass(frozen=True)
+class Trait:
+    """One defining feature: a concept high (``direction`` +1) or low (-1) by at least ``threshold``.
+
+    The concept is measured by the first of ``features`` the profile has; the later ones stand in
+    only when the earlier are missing (a holding flag, then its balance), so two measures of one
+    thing cannot be shopped between. A profile with none of them cannot show the trait.
+    A negative threshold reads "not below/above": ``Trait(..., +1, -AVERAGE)`` is "at least about
+    average".
+    """
+
+    words: str
+    features: tuple[str, ...]
+    direction: int
+    threshold: float
+
+    def margin(self, z_scores: dict[str, float]) -> float | None:
+        """How far past its threshold the segment is (negative: short of it); None if unmeasured."""
+        for feature in self.features:
+            z = z_scores.get(feature)
+            if z is not None and math.isfinite(z):
+                return self.direction * max(min(z, 3.0), -3.0) - self.threshold
+        return None
+
+    @property
+    def rule(self) -> str:
+        """The condition in symbols: ``z(age) >= 0.75``."""
+        measure = ", else ".join(self.features)
+        bound = self.threshold if self.direction > 0 else -self.threshold
+        return f"z({measure}) {'>=' if self.direction > 0 else '<='} {bound:g}"
+
+    @property
+    def definition(self) -> str:
+        return f"{self.words} [{self.rule}]"
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """A defining feature that one of several traits shows ("saves, or borrows little")."""
+
+    words: str
+    options: tuple[Trait, ...]
+
+    def margin(self, z_scores: dict[str, float]) -> float | None:
+        """The best margin among the options the profile can measure; None if it measures none."""
+        margins = [m for m in (option.margin(z_scores) for option in self.options) if m is not None]
+        return max(margins) if margins else None
+
+    @property
+    def definition(self) -> str:
+        return f"{self.words}: " + " or ".join(option.definition for option in self.options)
+
+
+Requirement = Trait | AnyOf
+
+
 @dataclass(frozen=True)
 class Archetype:
-    """A business persona from the seed analyses: the profile that identifies it and what to do."""
+    """A business persona from the seed analyses: the features that define it and what to do.
+
+    A segment takes the name only when its profile shows every one of ``defining``; an archetype
+    whose features the data does not have is not available at all.
+    """
 
     name: str
     strategy: str
     manual_underwriting: bool
-    #: feature -> +1 when the archetype has it high, -1 when low.
-    signature: dict[str, int]
+    defining: tuple[Requirement, ...]
 
+    @property
+    def definition(self) -> str:
+        """Its defining features in words, with the exact rule of each."""
+        return "; and ".join(requirement.definition for requirement in self.defining) + "."
+
+
+# Measures of one concept, best first (see Trait): a mart's total, then the spec's balances and flags.
+_AGE = ("age",)
+_INCOME = ("annual_income",)
+_DEPOSITS = ("total_deposits", "savings_balance", "term_deposit_balance", "has_savings", "has_term_deposit")
+_BORROWING = (
+    "monthly_emi",
+    "total_debt",
+    "loan_amount",
+    "debt_to_income",
+    "utilization",
+    "latest_utilization",
+    "avg_utilization",
+    "avg_bill_amount",
+)
+_CREDIT_SCORE = ("credit_score", "latest_credit_score")
+_ARREARS = ("max_days_past_due", "periods_past_due", "latest_days_past_due")
+_DEBT_TO_INCOME = ("debt_to_income", "latest_debt_to_income", "emi_to_income")
+
+_SCORE_AT_LEAST_AVERAGE = Trait("credit score at least about average", _CREDIT_SCORE, 1, -AVERAGE)
+_HIGH_INCOME = Trait("income clearly above average", _INCOME, 1, CLEARLY)
 
 ARCHETYPES: tuple[Archetype, ...] = (
+    # Age well above the population's, and either saving more or borrowing less than average.
     Archetype(
         "Conservative Seniors",
         "Wealth management and deposit products; no aggressive lending.",
         False,
-        {
-            "age": 1,
-            "term_deposit_balance": 1,
-            "savings_balance": 1,
-            "monthly_emi": -1,
-            "app_logins_per_month": -1,
-            "loan_amount": -1,
-        },
+        (
+            Trait("age well above the population's", _AGE, 1, WELL),
+            AnyOf(
+                "saves or borrows little",
+                (
+                    Trait("savings or deposits above average", _DEPOSITS, 1, AVERAGE),
+                    Trait("borrows less than average", _BORROWING, -1, AVERAGE),
+                ),
+            ),
+        ),
     ),
+    # Car loans clearly more common (or larger) than average, with a credit score fit for pre-approval.
     Archetype(
         "Mainstream Borrowers",
         "Digital car loans with pre-approved offers in the app.",
         False,
-        {"car_loan_balance": 1, "has_car_loan": 1},
+        (
+            Trait("car loans clearly above average", ("has_car_loan", "car_loan_balance"), 1, CLEARLY),
+            _SCORE_AT_LEAST_AVERAGE,
+        ),
     ),
+    # Buy-now-pay-later clearly more common than average, and younger than average.
     Archetype(
         "PayLater Users",
         "Buy-now-pay-later with strict limits; nudge towards a savings habit.",
         False,
-        {"has_bnpl": 1, "bnpl_balance": 1, "age": -1, "app_logins_per_month": 1, "savings_balance": -1},
+        (
+            Trait("buy-now-pay-later clearly above average", ("has_bnpl", "bnpl_balance"), 1, CLEARLY),
+            Trait("younger than average", _AGE, -1, AVERAGE),
+        ),
     ),
+    # Borrows heavily (personal loans, large loans or a high debt-to-income) AND has a thin cushion
+    # (a clearly weak credit score, clearly low savings or past-due payments): the watchlist.
     Archetype(
         "High-Stakes Borrowers",
         "Manual underwriting watchlist: no automatic approvals, tighter limits.",
         True,
-        {
-            "personal_loan_balance": 1,
-            "loan_amount": 1,
-            "debt_to_income": 1,
-            "savings_balance": -1,
-            "credit_score": -1,
-            "max_days_past_due": 1,
-        },
+        (
+            AnyOf(
+                "borrows heavily",
+                (
+                    Trait(
+                        "personal loans clearly above average",
+                        ("has_personal_loan", "personal_loan_balance"),
+                        1,
+                        CLEARLY,
+                    ),
+                    Trait("loans clearly larger than average", ("loan_amount",), 1, CLEARLY),
+                    Trait("debt-to-income clearly above average", _DEBT_TO_INCOME, 1, CLEARLY),
+                ),
+            ),
+            AnyOf(
+                "thin cushion",
+                (
+                    Trait("credit score clearly below average", _CREDIT_SCORE, -1, CLEARLY),
+                    Trait("savings clearly below average", _DEPOSITS, -1, CLEARLY),
+                    Trait("past-due payments clearly above average", _ARREARS, 1, CLEARLY),
+                ),
+            ),
+        ),
     ),
+    # Income clearly above average, and investments or deposits clearly above average.
     Archetype(
         "Affluent & Investment Ready",
         "Wealth advice, investment products and premium cards.",
         False,
-        {"annual_income": 1, "investment_balance": 1, "has_investments": 1, "credit_card_limit": 1, "credit_score": 1},
+        (
+            _HIGH_INCOME,
+            AnyOf(
+                "has wealth to manage",
+                (
+                    Trait("investments clearly above average", ("has_investments", "investment_balance"), 1, CLEARLY),
+                    Trait("deposits clearly above average", _DEPOSITS, 1, CLEARLY),
+                ),
+            ),
+        ),
     ),
+    # Mortgages or card debt clearly above average, with a credit score fit for a top-up.
     Archetype(
         "Credit Active Middle",
         "Top-ups and refinancing of existing credit.",
         False,
-        {"mortgage_balance": 1, "credit_card_balance": 1, "has_credit_card": 1, "has_mortgage": 1},
+        (
+            AnyOf(
+                "uses credit actively",
+                (
+                    Trait("mortgages clearly above average", ("has_mortgage", "mortgage_balance"), 1, CLEARLY),
+                    Trait("card debt clearly above average", ("credit_card_balance",), 1, CLEARLY),
+                ),
+            ),
+            _SCORE_AT_LEAST_AVERAGE,
+        ),
     ),
+    # Engages clearly less than average (app logins or transactions), and earns below average.
     Archetype(
         "Mass Retail",
         "Savings accounts, deposits and starter cards; raise engagement.",
         False,
-        {
-            "app_logins_per_month": -1,
-            "rfm_frequency": -1,
-            "checking_balance": -1,
-            "annual_income": -1,
-            "credit_card_limit": -1,
-        },
+        (
+            AnyOf(
+                "rarely engages",
+                (
+                    Trait("app logins clearly below average", ("app_logins_per_month",), -1, CLEARLY),
+                    Trait("transactions clearly below average", ("rfm_frequency", "txn_count"), -1, CLEARLY),
+                ),
+            ),
+            Trait("income below average", _INCOME, -1, AVERAGE),
+        ),
     ),
+    # Income and credit score both clearly above average.
     Archetype(
         "Golden Anchor",
         "Retain with relationship pricing and premium service.",
         False,
-        {"annual_income": 1, "credit_score": 1, "max_days_past_due": -1},
+        (_HIGH_INCOME, Trait("credit score clearly above average", _CREDIT_SCORE, 1, CLEARLY)),
     ),
+    # Clearly younger than average, yet earning above average.
     Archetype(
         "Rising Stars",
         "Grow the relationship: first mortgage, savings plans, card upgrades.",
         False,
-        {"age": -1, "savings_ratio": 1, "annual_income": 1},
+        (
+            Trait("clearly younger than average", _AGE, -1, CLEARLY),
+            Trait("income above average", _INCOME, 1, AVERAGE),
+        ),
     ),
+    # Clearly newer to the bank than average, and borrowing less than average.
     Archetype(
         "Cautious Newcomers",
         "Starter products and small limits while the credit history builds.",
         False,
-        {"tenure_months": -1, "monthly_emi": -1, "credit_score": -1},
+        (
+            Trait("clearly newer to the bank than average", ("tenure_months",), -1, CLEARLY),
+            Trait("borrows less than average", _BORROWING, -1, AVERAGE),
+        ),
     ),
+    # Past-due payments (days or periods past due) clearly above average.
     Archetype(
         "Struggling Borrowers",
         "Collections early contact, restructuring offers; no new credit.",
         True,
-        {"debt_to_income": 1, "emi_to_income": 1, "max_days_past_due": 1, "periods_past_due": 1},
+        (Trait("past-due payments clearly above average", _ARREARS, 1, CLEARLY),),
     ),
 )
-#: How strongly (mean signed z-score) a profile must match an archetype to take its name.
-ARCHETYPE_MIN_SCORE = 0.5
-ARCHETYPE_MIN_FEATURES = 2
 GENERIC_STRATEGY = "No archetype matched: review the profile and set a strategy (segrisk personas strategy)."
 
 
@@ -202,21 +359,37 @@ def describe(z_scores: dict[str, float], top: int = 3) -> str:
     return text[0].upper() + text[1:]
 
 
+def available(archetype: Archetype, z_scores: dict[str, float]) -> bool:
+    """Whether the profile measures every defining feature of the archetype at all."""
+    return all(requirement.margin(z_scores) is not None for requirement in archetype.defining)
+
+
+def qualifies(archetype: Archetype, z_scores: dict[str, float]) -> bool:
+    """Whether the profile shows every defining feature of the archetype."""
+    margins = [requirement.margin(z_scores) for requirement in archetype.defining]
+    return all(m is not None and m >= 0 for m in margins)
+
+
 def archetype_score(archetype: Archetype, z_scores: dict[str, float]) -> float | None:
-    """Mean of sign x z over the archetype's features present in the data (None if too few)."""
-    present = [sign * max(min(z_scores[f], 3.0), -3.0) for f, sign in archetype.signature.items() if f in z_scores]
-    if len(present) < min(ARCHETYPE_MIN_FEATURES, len(archetype.signature)):
+    """How well a qualifying profile fits: the mean margin past each defining threshold (z clipped
+    at +-3). None when the profile does not meet every defining feature."""
+    if not qualifies(archetype, z_scores):
         return None
-    return sum(present) / len(present)
+    margins = [requirement.margin(z_scores) or 0.0 for requirement in archetype.defining]
+    return sum(margins) / len(margins)
 
 
 def match_archetypes(profiles: dict[int, dict[str, float]]) -> dict[int, Archetype]:
-    """Give each segment at most one archetype and each archetype at most one segment, best matches first."""
+    """Give each segment at most one archetype and each archetype at most one segment.
+
+    Only segments that meet every defining feature of an archetype compete for it; the best fits
+    are paired first. A segment left without one keeps a name from its distinctive features.
+    """
     candidates = []
     for segment, z_scores in profiles.items():
         for archetype in ARCHETYPES:
             score = archetype_score(archetype, z_scores)
-            if score is not None and score >= ARCHETYPE_MIN_SCORE:
+            if score is not None:
                 candidates.append((score, segment, archetype.name, archetype))
     matched: dict[int, Archetype] = {}
     used: set[str] = set()

@@ -54,17 +54,39 @@ def test_recovers_the_latent_personas(trained: Path, demo_data: Path) -> None:
     assert ari >= 0.8, ari
 
 
+def _named_archetypes_qualify(db: Path) -> None:
+    """Every segment given an archetype shows all of that archetype's defining features."""
+    by_name = {a.name: a for a in personas.ARCHETYPES}
+    with duckdb.connect(str(db), read_only=True) as con:
+        named = con.execute(
+            "SELECT run_id, segment_id, archetype FROM ml_latest_segment_summary WHERE archetype IS NOT NULL"
+        ).fetchall()
+        for run_id, segment_id, archetype in named:
+            z = dict(
+                con.execute(
+                    "SELECT feature, z_score FROM ml_segment_profiles WHERE run_id = ? AND segment_id = ? AND feature <> 'is_defaulted'",
+                    [run_id, segment_id],
+                ).fetchall()
+            )
+            assert personas.qualifies(by_name[archetype], z), (archetype, z)
+
+
 def test_archetypes_are_recognised(trained: Path) -> None:
     with duckdb.connect(str(trained), read_only=True) as con:
         archetypes = {a for (a,) in con.execute("SELECT archetype FROM ml_latest_segment_summary").fetchall()}
         flagged = con.execute("SELECT archetype FROM ml_latest_segment_summary WHERE manual_underwriting").fetchall()
+    # The synthetic bank's seven latent personas each meet their archetype's defining features.
     assert {
         "Conservative Seniors",
+        "Mainstream Borrowers",
         "PayLater Users",
         "High-Stakes Borrowers",
         "Affluent & Investment Ready",
+        "Credit Active Middle",
+        "Mass Retail",
     } <= archetypes
-    assert ("High-Stakes Borrowers",) in flagged
+    assert flagged == [("High-Stakes Borrowers",)]
+    _named_archetypes_qualify(trained)
 
 
 def test_tables_are_filled_and_documented(trained: Path) -> None:
@@ -153,6 +175,16 @@ def test_german_credit_four_personas_differ(build: Builder) -> None:
         names = [n for (n,) in con.execute("SELECT persona_name FROM ml_latest_segment_summary").fetchall()]
     assert frame.get_column("segment_key").n_unique() == 4
     assert len(set(names)) == 4
+    # Only the clearly older applicants with small loans are Conservative Seniors; the rest, whom no
+    # archetype fits on German Credit's few columns, are named from their distinctive features.
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT s.archetype, p.z_score FROM ml_latest_segment_summary s JOIN ml_segment_profiles p "
+            "USING (run_id, segment_id) WHERE p.feature = 'age'"
+        ).fetchall()
+    assert [archetype for archetype, _ in rows if archetype is not None] == ["Conservative Seniors"]
+    assert all(z > 0.75 for archetype, z in rows if archetype == "Conservative Seniors")
+    _named_archetypes_qualify(db)
     for feature in ("age", "loan_amount", "duration_months"):
         groups = [g.get_column(feature).to_numpy() for _, g in frame.group_by("segment_key")]
         assert f_oneway(*groups).pvalue < 0.001, feature
