@@ -16,6 +16,8 @@ SPEC = """
 name = "tiny"
 [customers]
 files = ["customers.csv"]
+# Most of these tiny files' rows are bad on purpose: no share of rejects stops the build here.
+max_rejected_share = 1.0
 [[customers.columns]]
 name = "customer_id"
 source = "id"
@@ -50,6 +52,7 @@ description = "Business segment."
 
 [transactions]
 files = ["transactions.csv"]
+max_rejected_share = 1.0
 [[transactions.columns]]
 name = "customer_id"
 type = "int"

@@ -4,12 +4,33 @@ the previous warehouse untouched."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
-from conftest import FIXTURES, Builder
+import pytest
+from conftest import FIXTURES, Builder, file_digest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_bad_input import SPEC
+
+from warehouse.build import build_warehouse
+from warehouse.errors import BuildError, SegriskError
+from warehouse.spec import parse_spec
 
 TAIWAN = FIXTURES / "taiwan_default" / "UCI_Credit_Card.csv"
+#: A target column for the tiny spec of tests/test_bad_input.py, read from the customer file's ``flag``.
+TARGET = """
+[[customers.columns]]
+name = "defaulted"
+source = "flag"
+type = "bool"
+role = "target"
+positive = {positive}
+{negative}
+description = "Defaulted."
+"""
 
 
 def test_a_build_that_quarantines_a_handful_of_rows_in_a_large_file_does_not_panic(
@@ -64,3 +85,365 @@ def test_string_customer_ids_go_through_the_build_and_every_model(string_id_db: 
         assert scored == [(2_000,)]
         months = con.execute("SELECT count(DISTINCT customer_id) FROM mart_customer_months").fetchall()
         assert months == [(2_000,)]
+
+
+# -- the tiny bank of tests/test_bad_input.py, varied -------------------------------------------------------
+def _tiny(tmp_path: Path, customers: str, transactions: str | None = None, name: str = "d") -> Path:
+    folder = tmp_path / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "customers.csv").write_text(customers)
+    (folder / "transactions.csv").write_text(
+        transactions or "customer_id,occurred_at,amount\n1,2024-01-02 10:00:00,12.5\n2,2024-01-05 09:00:00,99.9\n"
+    )
+    return folder
+
+
+CUSTOMERS = "id,age,income,joined_at,segment\n1,34,52000,2020-01-15,retail\n2,51,81000.5,2019-06-01,private\n"
+
+
+def test_inf_nan_and_overlong_numbers_fail_their_type(build: Builder, tmp_path: Path) -> None:
+    """``inf``, ``nan`` and a 401-digit number passed ``greater_than = 0`` and ``required``."""
+    transactions = (
+        "customer_id,occurred_at,amount\n1,2024-01-02 10:00:00,12.5\n1,2024-01-03 10:00:00,inf\n"
+        f"2,2024-01-04 10:00:00,nan\n2,2024-01-05 10:00:00,{'9' * 401}\n2,2024-01-06 10:00:00,-inf\n"
+    )
+    data = _tiny(tmp_path, CUSTOMERS, transactions)
+    summary = build(
+        "tiny",
+        data,
+        tmp_path / "w.duckdb",
+        spec_text=SPEC.replace("greater_than = 0", "greater_than = 0\nrequired = true"),
+    )
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        rules = con.execute("SELECT source_row, rule, column_name FROM quarantine_transactions ORDER BY 1").fetchall()
+        kept = con.execute("SELECT amount FROM stg_transactions").fetchall()
+    assert rules == [(n, "wrong_type", "amount") for n in (2, 3, 4, 5)]
+    assert kept == [(12.5,)]
+
+
+def test_a_target_whose_default_value_never_occurs_stops_the_build(build: Builder, tmp_path: Path) -> None:
+    """``positive = "yes"`` on a 0/1 column made every row 'good'."""
+    data = _tiny(
+        tmp_path,
+        CUSTOMERS.replace("segment\n", "segment,flag\n")
+        .replace("retail\n", "retail,0\n")
+        .replace("private\n", "private,1\n"),
+    )
+    spec = SPEC + TARGET.format(positive='"yes"', negative="")
+    with pytest.raises(BuildError) as caught:
+        build("tiny", data, tmp_path / "w.duckdb", spec_text=spec)
+    assert "no row holds the default value 'yes' (positive); the values seen are '0' (1), '1' (1)" in str(caught.value)
+
+
+def test_target_labels_are_compared_without_case_and_unknown_ones_are_not_good(build: Builder, tmp_path: Path) -> None:
+    """``BAD``, ``Bad`` and ``unknown`` were stored as not defaulted when ``positive = "bad"``."""
+    rows = [
+        "1,34,1,2020-01-15,retail,bad",
+        "2,51,1,2019-06-01,retail,BAD",
+        "3,40,1,2019-06-01,retail, Bad ",
+        "4,40,1,2019-06-01,retail,good",
+        "5,40,1,2019-06-01,retail,Good",
+        "6,40,1,2019-06-01,retail,unknown",
+    ]
+    data = _tiny(tmp_path, "id,age,income,joined_at,segment,flag\n" + "\n".join(rows) + "\n")
+    with pytest.raises(BuildError) as caught:
+        build("tiny", data, tmp_path / "w.duckdb", spec_text=SPEC + TARGET.format(positive='"bad"', negative=""))
+    assert "the values seen are 'bad' (3), 'good' (2), 'unknown' (1)" in str(caught.value)
+    assert "set negative" in str(caught.value)
+    spec = SPEC + TARGET.format(positive='"bad"', negative='negative = ["good"]')
+    summary = build("tiny", data, tmp_path / "w.duckdb", spec_text=spec)
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        outcomes = con.execute("SELECT customer_id, is_defaulted FROM customers ORDER BY 1").fetchall()
+        staged = con.execute("SELECT customer_id, defaulted FROM stg_customers ORDER BY 1").fetchall()
+        quarantined = con.execute("SELECT source_row, rule, reason FROM quarantine_customers").fetchall()
+    assert outcomes == staged == [(1, True), (2, True), (3, True), (4, False), (5, False)]
+    assert quarantined == [
+        (6, "not_allowed", "defaulted: 'unknown' is neither a default value (bad) nor a non-default one (good)")
+    ]
+
+
+def test_a_wrong_declared_type_stops_the_build_and_keeps_the_previous_warehouse(build: Builder, tmp_path: Path) -> None:
+    """9,578 in, 0 kept, exit 0, and the previous warehouse replaced by an empty one."""
+    db = tmp_path / "w.duckdb"
+    build("tiny", _tiny(tmp_path, CUSTOMERS, name="good"), db, spec_text=SPEC)
+    before = file_digest(db)
+    rows = "\n".join(f"{n},{30 + n % 40},1,2020-01-{1 + n % 28:02d},retail" for n in range(1, 501))
+    # The tiny spec allows any share of rejects; the default (half) is what this test is about.
+    spec = SPEC.replace("max_rejected_share = 1.0\n", "").replace(
+        'name = "age"\ntype = "int"', 'name = "age"\ntype = "date"'
+    )
+    with pytest.raises(BuildError) as caught:
+        build(
+            "tiny", _tiny(tmp_path, "id,age,income,joined_at,segment\n" + rows + "\n", name="bad"), db, spec_text=spec
+        )
+    message = str(caught.value)
+    assert message.startswith("customers: 500 of 500 rows (100%) would be quarantined, more than the 50% allowed")
+    assert "most broke wrong_type on age, e.g. age: expected a date, got '31'" in message
+    assert "\n" not in message
+    assert file_digest(db) == before
+    assert not list(tmp_path.glob(".*building*"))
+
+
+def test_transaction_times_declared_as_dates(build: Builder, tmp_path: Path) -> None:
+    """``type = "date"`` on ``occurred_at`` crashed: ``'datetime.date' object has no attribute 'date'``."""
+    spec = SPEC.replace('name = "occurred_at"\ntype = "timestamp"', 'name = "occurred_at"\ntype = "date"').replace(
+        'format = "%Y-%m-%d %H:%M:%S"\ndescription = "When."', 'format = "%Y-%m-%d"\ndescription = "When."'
+    )
+    transactions = "customer_id,occurred_at,amount\n1,2024-01-02,12.5\n1,2024-03-02,10\n2,2024-01-05,99.9\n"
+    summary = build("tiny", _tiny(tmp_path, CUSTOMERS, transactions), tmp_path / "w.duckdb", spec_text=spec)
+    assert str(summary.as_of_date) == "2024-03-03"
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        features = con.execute("SELECT customer_id, txn_count, rfm_recency_days FROM customers ORDER BY 1").fetchall()
+    assert features == [(1, 2, 1), (2, 1, 58)]
+
+
+# -- a corpus of odd and broken text files -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def previous(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A good warehouse, built once: each case copies it, and a stopped build must leave it untouched."""
+    folder = tmp_path_factory.mktemp("previous")
+    db = folder / "w.duckdb"
+    build_warehouse(parse_spec(SPEC, "tiny.toml"), SPEC, _tiny(folder, CUSTOMERS), db)
+    return db
+
+
+HEADER = "id,age,income,joined_at,segment"
+ROWS = ["1,34,52000,2020-01-15,retail", "2,51,81000.5,2019-06-01,private", "3,29,,2021-03-09,retail"]
+LF = (HEADER + "\n" + "\n".join(ROWS) + "\n").encode()
+
+
+def _lines(*rows: str, ending: str = "\n", header: str = HEADER) -> bytes:
+    return (ending.join([header, *rows]) + ending).encode()
+
+
+#: (name, customers.csv bytes, spec edit (old, new) or None, expected): expected is
+#: ("built", rows kept, {rule: rows quarantined}) or ("stops", a fragment of the one sentence).
+CORPUS = [
+    ("lf", LF, None, ("built", 3, {})),
+    ("crlf", _lines(*ROWS, ending="\r\n"), None, ("built", 3, {})),
+    ("cr only (old Mac)", _lines(*ROWS, ending="\r"), None, ("built", 3, {})),
+    (
+        "mixed line endings",
+        (HEADER + "\r\n" + ROWS[0] + "\r" + ROWS[1] + "\n" + ROWS[2] + "\r\n").encode(),
+        None,
+        ("built", 3, {}),
+    ),
+    ("utf-8 byte-order mark", b"\xef\xbb\xbf" + LF, None, ("built", 3, {})),
+    ("no final line end", LF.rstrip(b"\n"), None, ("built", 3, {})),
+    ("blank lines between rows", _lines(ROWS[0], "", ROWS[1], "", "", ROWS[2]), None, ("built", 3, {})),
+    (
+        "quoted delimiters and newlines",
+        _lines(
+            '1,34,52000,2020-01-15,retail,"a, b"', '2,51,1,2019-06-01,private,"two\nlines"', header=HEADER + ",note"
+        ),
+        None,
+        ("built", 2, {}),
+    ),
+    ("quoted header names", _lines(*ROWS, header='"id","age","income","joined_at","segment"'), None, ("built", 3, {})),
+    ("spaces around values", _lines(" 1 , 34 , 52000 ,2020-01-15, retail "), None, ("built", 1, {})),
+    (
+        "a record with too many fields",
+        _lines(ROWS[0], ROWS[1] + ",surplus", ROWS[2]),
+        None,
+        ("built", 2, {"malformed_row": 1}),
+    ),
+    (
+        "a record with too few fields",
+        _lines(ROWS[0], "2,51,81000.5", ROWS[2]),
+        None,
+        ("built", 2, {"malformed_row": 1}),
+    ),
+    ("a truncated last line", LF + b"4,40,10", None, ("built", 3, {"malformed_row": 1})),
+    ("an unclosed quote at the end", LF + b'4,40,"10', None, ("built", 3, {"malformed_row": 1})),
+    ("an empty column", _lines("1,34,,2020-01-15,retail", "2,51,,2019-06-01,private"), None, ("built", 2, {})),
+    (
+        "a trailing delimiter on every line",
+        _lines(*(r + "," for r in ROWS), header=HEADER + ","),
+        None,
+        ("built", 3, {}),
+    ),
+    (
+        "a huge field",
+        _lines("1,34,1,2020-01-15,retail," + "x" * 300_000, header=HEADER + ",note"),
+        None,
+        ("built", 1, {}),
+    ),
+    (
+        "thousands separators",
+        _lines(ROWS[0], '2,51,"81,000",2019-06-01,private'),
+        None,
+        ("built", 1, {"wrong_type": 1}),
+    ),
+    (
+        "placeholders declared missing",
+        _lines("1,34,n/a,2020-01-15,retail"),
+        ('files = ["customers.csv"]', 'files = ["customers.csv"]\ncsv = { na_values = ["", "n/a"] }'),
+        ("built", 1, {}),
+    ),
+    (
+        "tab-delimited",
+        LF.replace(b",", b"\t"),
+        ('files = ["customers.csv"]', 'files = ["customers.csv"]\ncsv = { delimiter = "\\t" }'),
+        ("built", 3, {}),
+    ),
+    (
+        "semicolons and decimal commas",
+        _lines("1;34;52000,5;2020-01-15;retail", header=HEADER.replace(",", ";")),
+        ('files = ["customers.csv"]', 'files = ["customers.csv"]\ncsv = { delimiter = ";", decimal = "," }'),
+        ("built", 1, {}),
+    ),
+    (
+        "cp1252 declared",
+        _lines("1,34,1,2020-01-15,retail,Zürich €", header=HEADER + ",city").decode().encode("cp1252"),
+        ('files = ["customers.csv"]', 'files = ["customers.csv"]\ncsv = { encoding = "cp1252" }'),
+        ("built", 1, {}),
+    ),
+    ("zero-padded ids", _lines("0001,34,1,2020-01-15,retail", "0002,40,1,2020-01-15,retail"), None, ("built", 2, {})),
+    ("duplicate keys", _lines(ROWS[0], ROWS[0]), None, ("built", 1, {"duplicate_key": 1})),
+    (
+        "inf and nan",
+        _lines(ROWS[0], "2,51,inf,2019-06-01,private", "3,29,NaN,2021-03-09,retail"),
+        None,
+        ("built", 1, {"wrong_type": 2}),
+    ),
+    (
+        "latin-1 bytes declared utf-8",
+        _lines("1,34,1,2020-01-15,retail,Zürich", header=HEADER + ",city").decode().encode("latin-1"),
+        None,
+        ("stops", "is not valid utf-8 text (byte 0xfc on line 2)"),
+    ),
+    ("utf-16", LF.decode().encode("utf-16"), None, ("stops", "is not valid utf-8 text")),
+    ("a NUL byte", _lines(ROWS[0], "2,51,1\x00,2019-06-01,private"), None, ("stops", "holds a NUL byte on line 3")),
+    (
+        "duplicate header names",
+        _lines("1,34,1,2020-01-15,retail,x", header=HEADER + ",age"),
+        None,
+        ("stops", "has two columns named 'age' (columns 2 and 6)"),
+    ),
+    ("the wrong delimiter", LF.replace(b",", b";"), None, ("stops", "has no column 'id'")),
+    ("a header only", (HEADER + "\n").encode(), None, ("stops", "has a header but no data rows")),
+    ("blank lines only", b"\n\n\r\n", None, ("stops", "is empty")),
+    ("an empty file", b"", None, ("stops", "is empty")),
+    (
+        "every row of the wrong type",
+        _lines(*[f"{n},old,1,2020-01-15,retail" for n in range(1, 5)]),
+        ("max_rejected_share = 1.0\n", ""),
+        ("stops", "4 of 4 rows (100%) would be quarantined"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("content", "edit", "expected"), [case[1:] for case in CORPUS], ids=[case[0] for case in CORPUS]
+)
+def test_odd_and_broken_text_files(
+    build: Builder, previous: Path, tmp_path: Path, content: bytes, edit: tuple[str, str] | None, expected: tuple
+) -> None:
+    db = tmp_path / "w.duckdb"
+    shutil.copyfile(previous, db)
+    before = file_digest(db)
+    data = _tiny(tmp_path, "", name="case")
+    (data / "customers.csv").write_bytes(content)
+    spec = SPEC.replace(*edit, 1) if edit else SPEC
+    if expected[0] == "stops":
+        with pytest.raises(SegriskError) as caught:
+            build("tiny", data, db, spec_text=spec)
+        message = str(caught.value)
+        assert expected[1] in message and "\n" not in message, message
+        assert file_digest(db) == before
+    else:
+        summary = build("tiny", data, db, spec_text=spec)
+        customers = next(s for s in summary.sources if s.kind == "customers")
+        assert customers.rows_out == expected[1]
+        assert customers.quarantine_by_rule == expected[2]
+        with duckdb.connect(str(db), read_only=True) as con:
+            raw, kept, rejected = con.execute(
+                "SELECT (SELECT count(*) FROM raw_customers), (SELECT count(*) FROM stg_customers), "
+                "(SELECT count(*) FROM quarantine_customers)"
+            ).fetchall()[0]
+            lines = con.execute("SELECT reason FROM quarantine_customers WHERE rule = 'malformed_row'").fetchall()
+        assert raw == customers.rows_in == kept + rejected  # nothing is lost
+        assert all(reason.startswith("line ") for (reason,) in lines)
+    assert not list(tmp_path.glob(".*building*"))
+
+
+# -- random files against random specs ---------------------------------------------------------------------
+_FIELD = st.one_of(
+    st.integers(-(10**6), 10**6).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.dates().map(str),
+    st.sampled_from(["", "NA", "n/a", "retail", "private", "yes", "no", " 7 ", "1,5", "2020-13-45", "'", '"']),
+    st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=12),
+)
+_TYPES = {"int": "numeric", "float": "amount", "string": "categorical", "date": "timestamp", "bool": "numeric"}
+
+
+@st.composite
+def random_source(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A customer spec of 1-4 typed columns with random rules, and a CSV for it: random values,
+    quotes, ragged records, line endings and blank lines."""
+    names = [f"c{i}" for i in range(draw(st.integers(1, 4)))]
+    spec = [
+        'name = "random"',
+        "[customers]",
+        'files = ["customers.csv"]',
+        f"max_rejected_share = {draw(st.sampled_from([0.0, 0.5, 1.0]))}",
+    ]
+    spec += [
+        "[[customers.columns]]",
+        'name = "customer_id"',
+        'source = "id"',
+        f'type = "{draw(st.sampled_from(["int", "string"]))}"',
+        'role = "id"',
+        'description = "Key."',
+    ]
+    for name in names:
+        kind = draw(st.sampled_from(sorted(_TYPES)))
+        spec += [
+            "[[customers.columns]]",
+            f'name = "{name}"',
+            f'type = "{kind}"',
+            f'role = "{_TYPES[kind]}"',
+            'description = "A column."',
+        ]
+        if kind in ("int", "float") and draw(st.booleans()):
+            spec.append(f"min = {draw(st.integers(-5, 5))}")
+        if draw(st.booleans()):
+            spec.append("required = true")
+    rows = []
+    for number in range(draw(st.integers(1, 12))):
+        fields = [draw(st.sampled_from([str(number), f"C-{number:03d}", "", str(number % 3)]))] + [
+            draw(_FIELD) for _ in names
+        ]
+        fields = fields[: draw(st.integers(len(fields) - 1, len(fields)))] if draw(st.integers(0, 9)) == 0 else fields
+        if draw(st.integers(0, 9)) == 0:
+            fields.append("surplus")
+        rows.append(",".join(f'"{f.replace(chr(34), chr(34) * 2)}"' if draw(st.booleans()) else f for f in fields))
+    ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    text = ending.join([",".join(["id", *names]), *rows]) + draw(st.sampled_from([ending, ""]))
+    return "\n".join(spec) + "\n", text.encode(draw(st.sampled_from(["utf-8", "utf-8-sig"])))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=random_source())
+def test_random_files_build_or_stop_with_one_sentence(case: tuple[str, bytes], tmp_path: Path) -> None:
+    spec_text, content = case
+    folder = Path(tempfile.mkdtemp(dir=tmp_path))  # one folder per example: hypothesis reuses tmp_path
+    (folder / "customers.csv").write_bytes(content)
+    db = folder / "w.duckdb"
+    try:
+        spec = parse_spec(spec_text, "random.toml")
+        summary = build_warehouse(spec, spec_text, folder, db)
+    except SegriskError as exc:
+        assert "\n" not in str(exc) and str(exc).endswith("."), str(exc)
+        assert not db.exists()
+    else:
+        customers = summary.sources[0]
+        with duckdb.connect(str(db), read_only=True) as con:
+            raw, kept, rejected = con.execute(
+                "SELECT (SELECT count(*) FROM raw_customers), (SELECT count(*) FROM stg_customers), "
+                "(SELECT count(*) FROM quarantine_customers)"
+            ).fetchall()[0]
+        assert raw == customers.rows_in == kept + rejected
+        assert rejected <= spec.customers.max_rejected_share * raw
+    assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []

@@ -56,6 +56,7 @@ from .sources import SourceFile, latest_timestamp, resolve_files, row_count, sca
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
     FILE_ROW,
+    PARSE_ERROR,
     REJECTED,
     SOURCE_FILE,
     SOURCE_ROW,
@@ -64,6 +65,7 @@ from .staging import (
     describe_rejections,
     explain_rejections,
     flag_rejections,
+    malformed_record_rule,
     polars_typed,
     staged_columns,
     staging_view_sql,
@@ -262,6 +264,12 @@ def _sorted_by_customer_then(raw: pl.LazyFrame, source: SourceSpec, time_column:
     return bool(ordered.collect(engine="streaming").item())
 
 
+def _one_line(text: str, limit: int = 80) -> str:
+    """A value shown inside a one-line message: line breaks written out, long text cut."""
+    shown = text.replace("\r", "\\r").replace("\n", "\\n")
+    return shown if len(shown) <= limit else shown[:limit] + "…"
+
+
 def _remove_database(path: Path) -> None:
     for candidate in (path, path.with_name(path.name + ".wal")):
         candidate.unlink(missing_ok=True)
@@ -355,13 +363,79 @@ class _Builder:
             offset += row_count(frame)
         return _Scanned(files, frames, offsets, offset)
 
+    def _resolve_target(self, kind: str, source: SourceSpec, raw: pl.LazyFrame) -> SourceSpec:
+        """The source with its target's values checked against the data, and its non-default value
+        taken from the data when the spec names only the default one.
+
+        A ``positive`` value that never occurs (``yes`` on a 0/1 column) would make every row
+        "good"; a third value (``unknown``) would silently count as no default. Both stop the
+        build with the values seen, unless ``negative`` declares the others, when rows holding
+        any other value are quarantined.
+        """
+        target = next((c for c in source.columns if c.role == "target"), None)
+        if target is None:
+            return source
+        label = pl.col(target.source_columns[0]).cast(pl.String).str.strip_chars().str.to_lowercase()
+        counts = raw.select(label.alias("value")).drop_nulls().group_by("value").len().sort("len", descending=True)
+        seen = dict(counts.collect().iter_rows())
+        where = f"{kind}.{target.name} (file column '{target.source_columns[0]}')"
+        listed = ", ".join(f"'{value}' ({count:,})" for value, count in list(seen.items())[:8])
+        positive = ", ".join(f"'{value}'" for value in target.positive_values)
+        if not seen:
+            raise BuildError(
+                f"{where}: no row has a value, so no default outcome is known; the previous warehouse is unchanged."
+            )
+        if not set(target.positive_values) & set(seen):
+            raise BuildError(
+                f"{where}: no row holds the default value {positive} (positive); the values seen are {listed}: "
+                "set positive to the one that means default; the previous warehouse is unchanged."
+            )
+        if target.negative_values:
+            return source
+        others = [value for value in seen if value not in target.positive_values]
+        if len(others) != 1:
+            problem = "every row is a default" if not others else f"the values seen are {listed}"
+            raise BuildError(
+                f"{where}: {problem}, and the spec names only the default value {positive}: "
+                "set negative to the value(s) that mean no default (rows with any other value are then quarantined); "
+                "the previous warehouse is unchanged."
+            )
+        resolved = target.model_copy(update={"negative": others})
+        return source.model_copy(update={"columns": [resolved if c is target else c for c in source.columns]})
+
+    def _guard_rejections(self, kind: str, source: SourceSpec, rows_in: int, quarantine: pl.DataFrame) -> None:
+        """Stop when a source loses more than its allowed share of rows: the spec, not the data, is wrong."""
+        if not rows_in or quarantine.height <= source.max_rejected_share * rows_in:
+            return
+        rule, column = quarantine.group_by("rule", "column_name").len().sort("len", descending=True).row(0)[:2]
+        examples = (
+            quarantine.filter((pl.col("rule") == rule) & (pl.col("column_name") == column))
+            .get_column("reason")
+            .unique(maintain_order=True)
+            .head(3)
+            .to_list()
+        )
+        examples = [_one_line(example) for example in examples]
+        raise BuildError(
+            f"{kind}: {quarantine.height:,} of {rows_in:,} rows ({quarantine.height / rows_in:.0%}) would be quarantined, "
+            f"more than the {source.max_rejected_share:.0%} allowed (max_rejected_share); most broke {rule} on {column}, "
+            f"e.g. {'; '.join(examples)}. Check that column's type, format and rules in the spec; "
+            "the previous warehouse is unchanged."
+        )
+
     def _load_source(self, kind: str, source: SourceSpec, scanned: _Scanned) -> None:
         files = scanned.files
         raw = scanned.raw
-        self.raw_schemas[kind] = raw.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW).collect_schema()
+        resolved = self._resolve_target(kind, source, raw)
+        if resolved is not source:
+            source = resolved
+            self.spec = self.spec.model_copy(update={kind: source})  # the stg_ view reads the same values
+        self.raw_schemas[kind] = raw.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW, PARSE_ERROR, strict=False).collect_schema()
         self.raw_frames[kind] = raw
         rows_in = scanned.rows
         rules = column_rules(source, self.started, self.raw_schemas[kind])
+        if PARSE_ERROR in raw.collect_schema():
+            rules.insert(0, malformed_record_rule())
         known = self.known_keys if kind != "customers" else None
         unique_key = kind in ("customers", "applications")
         typed = with_typed(raw, source)
@@ -389,6 +463,7 @@ class _Builder:
             if kind == "customers" or (kind == "applications" and self.known_keys is None):
                 self.known_keys = staged_df.get_column(CUSTOMER_KEY)
         quarantine = explain_rejections(quarantine, rules, raw_columns, known_keys=known)
+        self._guard_rejections(kind, source, rows_in, quarantine)
         self.say(f"  {kind}: {rows_in:,} rows validated in {time.perf_counter() - started:.1f} s")
         self._write_quarantine(kind, quarantine)
         result.rows_rejected = quarantine.height
@@ -441,7 +516,7 @@ class _Builder:
             if file.is_parquet:
                 con.execute(f"{verb} SELECT * FROM read_parquet(?)", [str(file.path)])
             else:
-                loaded = frame.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW).collect()  # noqa: F841 - DuckDB scans it by name
+                loaded = frame.drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW, PARSE_ERROR, strict=False).collect()  # noqa: F841 - DuckDB scans it by name
                 con.execute(f"{verb} SELECT * FROM loaded")
             if index == len(files) - 1:
                 stored = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
 import io
@@ -14,7 +15,11 @@ import pyarrow.parquet as pq
 
 from .errors import SourceError
 from .spec import SourceSpec
-from .staging import FILE_ROW, SOURCE_FILE, SOURCE_ROW
+from .staging import FILE_ROW, PARSE_ERROR, SOURCE_FILE, SOURCE_ROW
+
+# A field as long as a whole file is still one field (a free-text note, a JSON blob): the csv
+# module's default cap of 131,072 characters would stop the build at it.
+csv.field_size_limit(2**31 - 1)
 
 
 @dataclass(frozen=True)
@@ -122,13 +127,22 @@ def _require_columns(kind: str, file: SourceFile, source: SourceSpec, schema: pl
             needed.extend((src, f"snapshot measure {name}") for src in measure.sources)
     for src, used_for in needed:
         if src not in schema:
-            have = ", ".join(c for c in schema if c not in (SOURCE_FILE, SOURCE_ROW, FILE_ROW))
+            have = ", ".join(c for c in schema if c not in (SOURCE_FILE, SOURCE_ROW, FILE_ROW, PARSE_ERROR))
             raise SourceError(
                 f"{kind}: file {file.label} has no column '{src}' (needed for {used_for}); its columns are: {have}."
             )
 
 
 def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
+    """Every record of a delimited text file as text columns, whatever its line endings.
+
+    Python's csv reader does the splitting: it takes LF, CRLF, old-Mac CR and any mix of them
+    as line ends, and keeps quoted delimiters and newlines inside their field. (Polars' reader
+    read a CR-only file as a header without rows, stopped the whole build at one record with
+    too many fields, and silently padded one with too few.) A record whose field count differs
+    from the header's is kept, cut or padded to the header, with a sentence naming its line in
+    ``_parse_error``, so the build quarantines it with everything else and nothing is lost.
+    """
     options = source.csv
     raw = file.path.read_bytes()
     try:
@@ -141,21 +155,71 @@ def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
             f"{kind}: file {file.label} is not valid {options.encoding} text "
             f"(byte 0x{raw[exc.start]:02x} on line {line}); set csv.encoding in the spec."
         ) from exc
+    del raw
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
     if not text.strip():
         raise SourceError(f"{kind}: file {file.label} is empty.")
-    try:
-        frame = pl.read_csv(
-            io.StringIO(text),
-            separator=options.delimiter,
-            infer_schema=False,
-            null_values=options.na_values,
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise SourceError(
+            f"{kind}: file {file.label} holds a NUL byte on line {line}, which no text export has: "
+            "check that it is a CSV file and that it was copied whole."
         )
-    except pl.exceptions.PolarsError as exc:
-        reason = str(exc).splitlines()[0]
-        raise SourceError(f"{kind}: file {file.label} could not be read as CSV: {reason}.") from exc
-    if frame.height == 0:
+    header, records, problems = _split_records(text, options.delimiter)
+    del text
+    _check_header(kind, file, header)
+    if not records:
         raise SourceError(f"{kind}: file {file.label} has a header but no data rows.")
+    frame = pl.DataFrame(records, schema=[(name, pl.String) for name in header], orient="row")
+    del records
+    if options.na_values:
+        frame = frame.with_columns(
+            pl.when(pl.col(name).is_in(options.na_values)).then(None).otherwise(pl.col(name)).alias(name)
+            for name in header
+        )
+    if problems:
+        messages = [None] * frame.height
+        for index, message in problems:
+            messages[index] = message
+        frame = frame.with_columns(pl.Series(PARSE_ERROR, messages, dtype=pl.String))
     return _name_blank_headers(frame)
+
+
+def _split_records(text: str, delimiter: str) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
+    """The header, the records fitted to its width, and (record index, sentence) for each that did not fit."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', strict=False)
+    header = next(reader, [])
+    width = len(header)
+    records: list[list[str]] = []
+    problems: list[tuple[int, str]] = []
+    line = reader.line_num
+    for record in reader:
+        first_line, line = line + 1, reader.line_num
+        if not record:
+            continue  # a blank line is not a record
+        if len(record) != width:
+            if len(record) > width:
+                extra = delimiter.join(record[width:])
+                shown = extra if len(extra) <= 60 else extra[:60] + "…"
+                detail = f"{len(record)} fields where the header has {width} (extra: '{shown}')"
+                record = record[:width]
+            else:
+                detail = f"{len(record)} fields where the header has {width} (a cut or ragged line)"
+                record = record + [""] * (width - len(record))
+            problems.append((len(records), f"line {first_line} has {detail}"))
+        records.append(record)
+    return header, records, problems
+
+
+def _check_header(kind: str, file: SourceFile, header: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(header, start=1):
+        if name.strip() and name in seen:
+            raise SourceError(
+                f"{kind}: file {file.label} has two columns named '{name}' (columns {seen[name]} and {position}); "
+                "rename one in the file so the spec can tell them apart."
+            )
+        seen[name] = position
 
 
 def _name_blank_headers(frame: pl.DataFrame) -> pl.DataFrame:

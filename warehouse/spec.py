@@ -81,7 +81,8 @@ class ColumnSpec(_Strict):
     mapping: dict[str, str] | None = None
     mapping_default: str | None = None
     format: str | None = None
-    positive: str | None = None
+    positive: str | list[str] | None = None
+    negative: str | list[str] | None = None
 
     @field_validator("name")
     @classmethod
@@ -99,6 +100,11 @@ class ColumnSpec(_Strict):
                 raise ValueError("a target column needs 'positive': the source value that means default")
             if self.type != "bool":
                 raise ValueError("a target column has type 'bool' (defaulted or not)")
+            overlap = set(self.positive_values) & set(self.negative_values)
+            if overlap:
+                raise ValueError(f"'{sorted(overlap)[0]}' is both a positive and a negative value")
+        elif self.positive is not None or self.negative is not None:
+            raise ValueError("'positive' and 'negative' are for the target column (role 'target') only")
         if self.product_of is not None and self.type not in ("int", "float"):
             raise ValueError("'product_of' makes a number: type must be 'int' or 'float'")
         if self.measure is not None and self.type not in ("int", "float"):
@@ -106,6 +112,16 @@ class ColumnSpec(_Strict):
         if self.mapping_default is not None and self.mapping is None:
             raise ValueError("'mapping_default' needs a 'mapping'")
         return self
+
+    @property
+    def positive_values(self) -> list[str]:
+        """The target's values that mean default, as compared: trimmed, lower case (BAD = Bad = bad)."""
+        return _label_values(self.positive)
+
+    @property
+    def negative_values(self) -> list[str]:
+        """The target's values that mean no default; empty when the spec leaves them to the data."""
+        return _label_values(self.negative)
 
     @property
     def source_columns(self) -> list[str]:
@@ -117,6 +133,12 @@ class ColumnSpec(_Strict):
     @property
     def is_number(self) -> bool:
         return self.type in ("int", "float")
+
+
+def _label_values(values: str | list[str] | None) -> list[str]:
+    if values is None:
+        return []
+    return [value.strip().lower() for value in ([values] if isinstance(values, str) else values)]
 
 
 class WideMeasure(_Strict):
@@ -157,6 +179,9 @@ class SourceSpec(_Strict):
     sheet: str | None = None
     columns: list[ColumnSpec] = Field(min_length=1)
     wide_snapshots: WideSnapshots | None = None
+    #: A build whose source loses a larger share of its rows to quarantine stops instead: a
+    #: wrong declared type or delimiter rejects nearly every row, and such a warehouse is no use.
+    max_rejected_share: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _unique_names(self) -> SourceSpec:
@@ -218,6 +243,12 @@ class DatasetSpec(_Strict):
         ]
         if len(targets) > 1:
             raise ValueError(f"only one target column is allowed, found {', '.join(targets)}")
+        if self.transactions is not None and self.transactions.column("occurred_at").type == "date":
+            # Exports often hold a transaction's day only; every later layer reads a timestamp,
+            # so a day is read as its midnight.
+            occurred = self.transactions.column("occurred_at").model_copy(update={"type": "timestamp"})
+            columns = [occurred if c.name == "occurred_at" else c for c in self.transactions.columns]
+            return self.model_copy(update={"transactions": self.transactions.model_copy(update={"columns": columns})})
         return self
 
     def source(self, kind: str) -> SourceSpec | None:

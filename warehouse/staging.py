@@ -24,6 +24,8 @@ SOURCE_ROW = "_source_row"
 #: Lineage the build keeps in Polars only (for quarantine reasons), never stored per raw row.
 SOURCE_FILE = "_source_file"
 FILE_ROW = "_file_row"
+#: Set on a text file's record whose field count did not match the header: why, with its line.
+PARSE_ERROR = "_parse_error"
 LINEAGE_COLUMNS = (SOURCE_ROW,)
 REJECTED = "_rejected"
 SUSPECT = "_suspect"
@@ -76,7 +78,9 @@ def _polars_cast_text(text: pl.Expr, column: ColumnSpec, decimal: str) -> pl.Exp
     """Cast a trimmed text expression to the column's type; unparseable values become null."""
     if column.type in ("int", "float"):
         number = text.str.replace(",", ".", literal=True) if decimal == "," else text
-        as_float = number.cast(pl.Float64, strict=False)
+        # inf, nan and a 401-digit number parse as floats but are no amount: they fail the type.
+        parsed = number.cast(pl.Float64, strict=False)
+        as_float = pl.when(parsed.is_finite()).then(parsed)
         if column.type == "float":
             return as_float
         return pl.when(as_float == as_float.floor()).then(as_float.cast(pl.Int64, strict=False))
@@ -97,6 +101,9 @@ def _polars_cast_text(text: pl.Expr, column: ColumnSpec, decimal: str) -> pl.Exp
 
 
 def _polars_cast_native(value: pl.Expr, column: ColumnSpec, dtype: pl.DataType | None = None) -> pl.Expr:
+    if column.type == "float" and (dtype is None or dtype.is_float()):
+        as_float = value.cast(pl.Float64)
+        return pl.when(as_float.is_finite()).then(as_float)  # NaN and infinities are no amount
     if dtype is not None and (dtype == polars_type(column) or (column.type == "int" and dtype.is_integer())):
         return value.cast(polars_type(column))
     if column.type == "int":
@@ -109,7 +116,12 @@ def _polars_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvO
     raw = pl.col(source)
     dtype = schema[source]
     if column.role == "target":
-        return raw.cast(pl.String).str.strip_chars() == pl.lit(column.positive)
+        label = raw.cast(pl.String).str.strip_chars().str.to_lowercase()
+        defaulted = label.is_in(column.positive_values)
+        if not column.negative_values:
+            return defaulted
+        # A value that is neither a default nor a non-default one is null, and quarantined.
+        return pl.when(defaulted).then(True).when(label.is_in(column.negative_values)).then(False)
     if column.mapping is not None:
         text = raw.cast(pl.String).str.strip_chars()
         mapped = text.replace(column.mapping)
@@ -151,7 +163,8 @@ def raw_present(column: ColumnSpec) -> pl.Expr:
 def _sql_cast_text(text: str, column: ColumnSpec, decimal: str) -> str:
     if column.type in ("int", "float"):
         number = f"replace({text}, ',', '.')" if decimal == "," else text
-        as_float = f"TRY_CAST({number} AS DOUBLE)"
+        parsed = f"TRY_CAST({number} AS DOUBLE)"
+        as_float = f"(CASE WHEN isfinite({parsed}) THEN {parsed} END)"
         if column.type == "float":
             return as_float
         return f"CASE WHEN {as_float} = floor({as_float}) THEN TRY_CAST({as_float} AS BIGINT) END"
@@ -171,6 +184,8 @@ def _sql_cast_text(text: str, column: ColumnSpec, decimal: str) -> str:
 
 
 def _sql_cast_native(value: str, column: ColumnSpec, dtype: pl.DataType | None = None) -> str:
+    if column.type == "float" and (dtype is None or dtype.is_float()):
+        return f"(CASE WHEN isfinite(CAST({value} AS DOUBLE)) THEN CAST({value} AS DOUBLE) END)"
     if dtype is not None and (dtype == polars_type(column) or (column.type == "int" and dtype.is_integer())):
         return f"CAST({value} AS {_SQL_TYPES[column.type]})"
     if column.type == "int":
@@ -183,7 +198,12 @@ def _sql_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOpti
     raw = quote_ident(source)
     text = f"trim(CAST({raw} AS VARCHAR))"
     if column.role == "target":
-        return f"({text} = {sql_literal(column.positive or '')})"
+        label = f"lower({text})"
+        positive = ", ".join(sql_literal(value) for value in column.positive_values)
+        if not column.negative_values:
+            return f"({label} IN ({positive}))"
+        negative = ", ".join(sql_literal(value) for value in column.negative_values)
+        return f"(CASE WHEN {label} IN ({positive}) THEN true WHEN {label} IN ({negative}) THEN false END)"
     if column.mapping is not None:
         whens = " ".join(f"WHEN {sql_literal(k)} THEN {sql_literal(v)}" for k, v in column.mapping.items())
         fallback = sql_literal(column.mapping_default) if column.mapping_default is not None else text
@@ -293,6 +313,8 @@ def can_fail_to_parse(column: ColumnSpec, schema: pl.Schema) -> bool:
     dtype = schema[column.source_columns[0]]
     if _is_text(dtype):
         return column.type != "string"
+    if column.type == "float" and dtype.is_float():
+        return True  # a stored NaN or infinity is no number
     return not (dtype == polars_type(column) or (column.type == "int" and dtype.is_integer()))
 
 
@@ -345,6 +367,21 @@ def column_rules(source: SourceSpec, now: datetime, schema: pl.Schema) -> list[R
                         pl.lit(column.name),
                         pl.lit(_TYPE_WORDS[column.type]),
                         raw_value,
+                    ),
+                )
+            )
+        if column.role == "target" and column.negative_values:
+            rules.append(
+                Rule(
+                    "not_allowed",
+                    column.name,
+                    raw_present(column) & typed.is_null(),
+                    pl.format(
+                        "{}: '{}' is neither a default value ({}) nor a non-default one ({})",
+                        pl.lit(column.name),
+                        raw_value,
+                        pl.lit(", ".join(column.positive_values)),
+                        pl.lit(", ".join(column.negative_values)),
                     ),
                 )
             )
@@ -425,6 +462,11 @@ def column_rules(source: SourceSpec, now: datetime, schema: pl.Schema) -> list[R
                 )
             )
     return rules
+
+
+def malformed_record_rule() -> Rule:
+    """A text file's record whose fields did not line up with the header (see ``sources``)."""
+    return Rule("malformed_row", "(record)", pl.col(PARSE_ERROR).is_not_null(), pl.col(PARSE_ERROR))
 
 
 def with_typed(lf: pl.LazyFrame, source: SourceSpec) -> pl.LazyFrame:
