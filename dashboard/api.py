@@ -1,15 +1,20 @@
 """The scoring API under ``/api/v1``, served by the dashboard's own Flask server.
 
 The loan origination system calls it: ``POST /score`` turns an applicant's features into PD,
-points, grade, persona, decision and reasons; ``POST /segment`` puts an (recency, frequency,
-monetary) triple in its RFM cluster; ``GET /segments/summary`` lists personas and RFM segments;
-``GET /health`` (the only route without credentials) names the warehouse build and model runs.
+points, grade, persona, decision and reasons (the persona alone, with a note, where the data has no
+default outcome and so no PD model can exist); ``POST /persona`` places a new customer in a persona;
+``POST /segment`` puts an (recency, frequency, monetary) triple in its RFM cluster;
+``GET /segments/summary`` lists personas and RFM segments; ``GET /health`` (the only route without
+credentials) names the warehouse build and model runs.
 
 Models are read from the warehouse once per file (through the dashboard's read-only reader) and
 kept in memory: a call does no DuckDB query. A rebuild or retrain swaps the file; the next call
 sees the new file stamp and loads the new models. The applicant's request schema is built from the
 loaded model: one optional field per column the PD model, the persona model and the policy's
-review rules read, typed from the warehouse, with the spec's validation rules as ranges.
+review rules read, typed from the warehouse, with the spec's validation rules as ranges; a
+category is read as the mart stores it in any case, or as the source file codes it (the spec's
+``mapping``). Every other column of the customers mart is accepted, not read, and named in the
+answer's ``ignored_fields``; an applicant with none of the model's inputs is refused, not scored.
 
 Callers authenticate with an ``X-API-Key`` header (keys from ``segrisk apikeys create``, stored
 as SHA-256 digests in the application-state store) or a signed-in dashboard session. Every answer
@@ -21,16 +26,27 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import polars as pl
 from flask import Blueprint, Flask, Response, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 from pydantic.json_schema import models_json_schema
 from werkzeug.exceptions import HTTPException
 
@@ -61,6 +77,7 @@ register(
     api_model_runs="SELECT model_kind, arg_max(run_id, finished_at) AS run_id FROM ml_model_runs GROUP BY model_kind "
     "ORDER BY model_kind",
     api_build="SELECT build_id, spec_name, spec_text, as_of_date FROM meta_builds",
+    api_capabilities="SELECT capability, is_supported, reason FROM meta_capabilities",
     api_risk_model="SELECT a.run_id, a.content, a.sha256 FROM ml_model_artifacts a JOIN ml_model_runs r USING (run_id) "
     "WHERE a.artifact = 'risk_model' ORDER BY r.finished_at DESC LIMIT 1",
     api_policy="SELECT policy FROM ml_policies ORDER BY policy_version DESC LIMIT 1",
@@ -102,6 +119,18 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _whole(value: float) -> float:
+    """Exactly a whole number: pydantic's ``multiple_of=1`` lets 30.0000000001 and 1e-84 through, which
+    the schema's ``multipleOf: 1`` refuses."""
+    if not value.is_integer():
+        raise ValueError("Input should be a whole number")
+    return value
+
+
+#: A count: the schema says ``multipleOf: 1`` and the check is exact.
+_Whole = Annotated[float, AfterValidator(_whole)]
+
+
 class SegmentRequest(_Body):
     """One customer's recency, frequency and monetary value, as the warehouse computes them."""
 
@@ -109,7 +138,7 @@ class SegmentRequest(_Body):
     recency_days: float = Field(
         strict=True, ge=0, le=36_500, allow_inf_nan=False, description="Days from the last purchase to today."
     )
-    frequency: float = Field(
+    frequency: _Whole = Field(
         strict=True,
         ge=0,
         le=10_000_000,
@@ -140,19 +169,47 @@ class Reason(BaseModel):
     reason: str = Field(description="The reason in words, e.g. 'Debt-to-income 72%, above 60%'.")
 
 
+IGNORED_DESCRIPTION = "A column of the customers mart the models do not read: accepted, and named in ignored_fields."
+
+
 class ScoreResponse(BaseModel):
     applicant_id: str | None = None
-    pd: float = Field(ge=0, le=1, description="Calibrated probability of default within the outcome window.")
-    score: float = Field(description="Scorecard points; higher is safer.")
-    grade: str = Field(description="Risk grade, A (lowest risk) to E.")
-    decision: Literal["approve", "review", "decline"]
-    decision_reason: str
+    pd: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Calibrated probability of default within the outcome window; null where the "
+        "warehouse has no PD model (see risk_note).",
+    )
+    score: float | None = Field(None, description="Scorecard points; higher is safer. Null without a PD model.")
+    grade: str | None = Field(None, description="Risk grade, A (lowest risk) to E. Null without a PD model.")
+    decision: Literal["approve", "review", "decline"] | None = Field(None, description="Null without a PD model.")
+    decision_reason: str | None = None
     policy_version: int | None = None
-    reasons: list[Reason] = Field(description="Up to three factors that raise the risk most, strongest first.")
+    reasons: list[Reason] = Field(
+        default_factory=list, description="Up to three factors that raise the risk most, strongest first."
+    )
+    risk_note: str | None = Field(
+        None,
+        description="Why there is no PD, score, grade or decision, when there is none: the data has no default "
+        "outcome, so the persona alone is given.",
+    )
     persona: Persona | None = None
     persona_note: str | None = Field(None, description="Why no persona was assigned, when none was.")
-    risk_run_id: str
+    risk_run_id: str | None = Field(None, description="The risk run whose PD model scored it; null without one.")
     segments_run_id: str | None = None
+    ignored_fields: list[str] = Field(
+        default_factory=list, description="The fields sent that no model reads (other columns of the customers mart)."
+    )
+
+
+class PersonaResponse(BaseModel):
+    applicant_id: str | None = None
+    persona: Persona
+    segments_run_id: str = Field(description="The segments run whose persona model placed the customer.")
+    ignored_fields: list[str] = Field(
+        default_factory=list, description="The fields sent that the persona model does not read."
+    )
 
 
 class Health(BaseModel):
@@ -220,7 +277,10 @@ class LoadedModels:
     stamp: tuple[int, int, int]
     build: dict
     model_runs: dict[str, str]
-    applicant: type[BaseModel]
+    applicant: type[_ApplicantBody]
+    persona_request: type[_ApplicantBody] | None = None
+    #: Whether the data can have a PD model at all (False: it has no default outcome).
+    risk_possible: bool = True
     scorer: RiskScorer | None = None
     risk_run_id: str | None = None
     risk_note: str | None = None
@@ -294,13 +354,13 @@ def _load(data: WarehouseReader, stamp: tuple[int, int, int]) -> LoadedModels:
         raise ApiError(503, f"The warehouse {data.path} has no build record; rebuild it with `segrisk build`.")
     build = build_rows[0]
     runs = dict(data.query("api_model_runs").rows()) if data.has("ml_model_runs") else {}
-    loaded = LoadedModels(stamp=stamp, build=build, model_runs=runs, applicant=SegmentRequest)
+    loaded = LoadedModels(stamp=stamp, build=build, model_runs=runs, applicant=_ApplicantBody)
     columns = data.query("api_customer_columns")
     _load_scorer(data, loaded)
     _load_personas(data, loaded)
     _load_rfm(data, loaded)
-    loaded.applicant = _applicant_model(data, loaded, columns)
-    loaded.openapi = openapi_document(loaded.applicant)
+    loaded.applicant, loaded.persona_request = _applicant_models(data, loaded, columns)
+    loaded.openapi = openapi_document(loaded.applicant, loaded.persona_request)
     return loaded
 
 
@@ -310,7 +370,17 @@ def _load_scorer(data: WarehouseReader, loaded: LoadedModels) -> None:
 
     rows = data.query("api_risk_model").rows() if data.has("ml_model_artifacts") else []
     if not rows:
-        loaded.risk_note = "This warehouse has no PD model: run `segrisk train risk` on it first."
+        capability = _capability(data, "risk_model")
+        if capability is not None and not capability[0]:
+            # "needs a target with both outcomes; the spec has no target" (or "has 0 defaults among 200")
+            found = capability[1].partition("; ")[2] or capability[1]
+            loaded.risk_possible = False
+            loaded.risk_note = (
+                "This warehouse has no PD model and can have none, because its data has no default outcome "
+                f"({found}): there is no PD, score, grade or decision, only the persona."
+            )
+        else:
+            loaded.risk_note = "This warehouse has no PD model: run `segrisk train risk` on it first."
         return
     run_id, content, digest = rows[0]
     if hashlib.sha256(content).hexdigest() != digest:
@@ -327,6 +397,16 @@ def _load_scorer(data: WarehouseReader, loaded: LoadedModels) -> None:
     if loaded.policy is None:
         names = set(data.query("api_customer_columns").get_column("column_name").to_list())
         loaded.policy = default_policy(names)
+
+
+def _capability(data: WarehouseReader, name: str) -> tuple[bool, str] | None:
+    """(is_supported, reason) of a capability the build recorded; None where it recorded none."""
+    if not data.has("meta_capabilities"):
+        return None
+    for capability, supported, reason in data.query("api_capabilities").rows():
+        if capability == name:
+            return bool(supported), reason or ""
+    return None
 
 
 def _load_personas(data: WarehouseReader, loaded: LoadedModels) -> None:
@@ -374,10 +454,158 @@ def _load_rfm(data: WarehouseReader, loaded: LoadedModels) -> None:
 
 # -- the applicant's schema, from the warehouse ------------------------------------------------------------
 _INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"}
+#: Trimmed around a category, as the build trims the source file's text.
+_BLANKS = " \t\r\n"
+#: A category without an allowed list is passed on as sent, up to this length.
+MAX_CATEGORY_LENGTH = 100
+_WHOLE = re.compile(r"-?[0-9]+")
 
 
-def _applicant_model(data: WarehouseReader, loaded: LoadedModels, columns: pl.DataFrame) -> type[BaseModel]:
-    """A pydantic model with one optional field per column the models read (missing = unknown)."""
+class Category:
+    """How a categorical field reads what it is sent, the way the build stages the source file: the
+    spec's ``mapping`` turns a source code into the stored value (``mapping_default`` turns any other
+    code into its value), and a stored value is taken in any case. A column with ``allowed`` values
+    refuses anything else; one without passes other text on (the model counts it as unseen)."""
+
+    def __init__(self, stored: list[str], mapping: dict[str, str], default: str | None, closed: bool) -> None:
+        self.stored = tuple(dict.fromkeys(stored))
+        self.mapping = dict(mapping)
+        self.default = default
+        self.closed = closed
+        # The build maps the source text first: a code wins over a stored value spelled the same.
+        self._exact = {value: value for value in self.stored} | self.mapping
+        self._folded: dict[str, str] = {}
+        for text, value in [*self._exact.items()]:
+            self._folded.setdefault(text.lower(), value)
+        #: JSON integers are read as codes where every code is a whole number (Taiwan's SEX 1 and 2).
+        self.numbers = bool(self.mapping) and all(
+            _WHOLE.fullmatch(code) and str(int(code)) == code for code in self.mapping
+        )
+
+    @classmethod
+    def of(cls, rule: dict, model_values: list[str]) -> Category:
+        mapping, default, allowed = rule.get("mapping") or {}, rule.get("mapping_default"), rule.get("allowed")
+        stored = list(allowed) if allowed else [*mapping.values(), *([default] if default else []), *model_values]
+        return cls(stored, mapping, default, allowed is not None)
+
+    def read(self, value: str) -> str:
+        if not self.closed and len(value) > MAX_CATEGORY_LENGTH:
+            raise ValueError(f"At most {MAX_CATEGORY_LENGTH} characters")
+        text = value.strip(_BLANKS)
+        found = self._exact.get(text)
+        if found is None and text:
+            found = self._folded.get(text.lower())
+        if found is not None:
+            return found
+        if self.default is not None and text:
+            return self.default
+        if self.closed:
+            raise ValueError(self.refusal())
+        return text
+
+    def refusal(self) -> str:
+        codes = f", or a source code: {_or_list(list(self.mapping))}" if self.mapping else ""
+        return f"Input should be {_or_list(list(self.stored))} (in any case){codes}"
+
+    def code_to_text(self, value: object) -> object:
+        if self.numbers and isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    def json_schema(self) -> dict:
+        """The values the field takes: a pattern of every spelling for a closed category (JSON Schema
+        has no case-insensitive enum), else any short text; integers too where the codes are numbers."""
+        if self.closed:
+            text = {"type": "string", "pattern": _any_case_pattern([*self.stored, *self.mapping])}
+            integers = {"type": "integer", "enum": [int(code) for code in self.mapping]}
+        else:
+            text = {"type": "string", "maxLength": MAX_CATEGORY_LENGTH}
+            integers = {"type": "integer"}
+        schema = {"anyOf": [text, integers]} if self.numbers else text
+        return schema | ({"examples": list(self.stored)} if self.stored else {})
+
+
+def _or_list(values: list[str]) -> str:
+    quoted = [f"'{value}'" for value in values] or ["nothing"]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+#: ECMA-262's syntax characters, the only ones a pattern in Unicode mode may escape.
+_SYNTAX = frozenset("^$\\.*+?()[]{}|/")
+
+
+def _any_case_pattern(spellings: list[str]) -> str:
+    """An ECMA-262 pattern matching exactly ``spellings`` in any case, with blanks around them."""
+
+    def letter(char: str) -> str:
+        cases = dict.fromkeys(c for c in (char, char.lower(), char.upper()) if len(c) == 1)
+        if len(cases) > 1:
+            return "[" + "".join(cases) + "]"
+        return "\\" + char if char in _SYNTAX else char
+
+    options = sorted({"".join(letter(c) for c in spelling) for spelling in spellings if spelling}, key=len)
+    blanks = "[ \\t\\r\\n]*"
+    return f"^{blanks}(?:{'|'.join(reversed(options))}){blanks}$"
+
+
+def _mart_value(value: object) -> object:
+    if isinstance(value, dict | list):
+        raise ValueError("A column of the customers mart holds a string, a number, true, false or null")
+    return value
+
+
+#: A mart column no model reads: any scalar, not looked at.
+_MartValue = Annotated[
+    Any, AfterValidator(_mart_value), WithJsonSchema({"type": ["string", "number", "boolean", "null"]})
+]
+
+
+def _at_least_one(schema: dict[str, Any], model: type) -> None:
+    """JSON Schema of the body rule: at least one of the model's inputs is given, and not null."""
+    inputs: tuple[str, ...] = getattr(model, "inputs", ())
+    if not inputs:
+        return
+    properties = schema.get("properties", {})
+    branches = []
+    for name in inputs:
+        options = [o for o in properties.get(name, {}).get("anyOf", []) if o != {"type": "null"}]
+        given = options[0] if len(options) == 1 else {"anyOf": options} if options else {"not": {"type": "null"}}
+        branches.append({"required": [name], "properties": {name: given}})
+    schema["anyOf"] = branches
+
+
+class _ApplicantBody(BaseModel):
+    """The base of the applicant's body: ``inputs`` are what the call's model reads, at least one of
+    them given; ``read`` every field some model of the call reads (the rest is named as ignored)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), json_schema_extra=_at_least_one)
+
+    inputs: ClassVar[tuple[str, ...]] = ()
+    read: ClassVar[frozenset[str]] = frozenset()
+    refusal: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _has_an_input(self) -> _ApplicantBody:
+        if self.inputs and all(getattr(self, name) is None for name in self.inputs):
+            raise ValueError(self.refusal)
+        return self
+
+    def ignored_fields(self) -> list[str]:
+        """The fields sent that no model of the call reads, in the order of the schema's properties."""
+        sent = self.model_fields_set
+        return [name for name in type(self).model_fields if name in sent and name not in self.read | {"applicant_id"}]
+
+    def features(self) -> dict:
+        """The given values of the fields the call's models read (left-out and null ones are unknown)."""
+        return {name: value for name in self.read if (value := getattr(self, name)) is not None}
+
+
+def _applicant_models(
+    data: WarehouseReader, loaded: LoadedModels, columns: pl.DataFrame
+) -> tuple[type[_ApplicantBody], type[_ApplicantBody]]:
+    """The bodies of /score and /persona: one optional field per column the models read (missing =
+    unknown), typed from the warehouse and the spec; every other column of the customers mart too,
+    accepted and not read."""
     wanted: list[str] = []
     if loaded.scorer is not None:
         wanted += loaded.scorer.features.columns
@@ -389,6 +617,7 @@ def _applicant_model(data: WarehouseReader, loaded: LoadedModels, columns: pl.Da
     rules = _spec_rules(loaded.build.get("spec_text"), loaded.build.get("spec_name"))
     minimums = data.query("api_column_minimums").row(0, named=True) if wanted else {}
     categorical = set(loaded.scorer.features.categorical) if loaded.scorer is not None else set()
+    known = _model_categories(loaded.scorer)
     fields: dict[str, Any] = {
         "applicant_id": (
             str | None,
@@ -402,9 +631,15 @@ def _applicant_model(data: WarehouseReader, loaded: LoadedModels, columns: pl.Da
         if dtype == "BOOLEAN":
             fields[name] = (bool | None, Field(None, strict=True, description=description))
         elif dtype == "VARCHAR" or name in categorical:
-            allowed = rule.get("allowed")
-            kind = Literal[tuple(allowed)] if allowed else str  # type: ignore[valid-type]
-            fields[name] = (kind | None, Field(None, max_length=None if allowed else 100, description=description))
+            category = Category.of(rule, known.get(name, []))
+            kind = Annotated[
+                str,
+                BeforeValidator(category.code_to_text),
+                Field(strict=True),
+                AfterValidator(category.read),
+                WithJsonSchema(category.json_schema()),
+            ]
+            fields[name] = (kind | None, Field(None, description=description))
         else:
             low, high = rule.get("min"), rule.get("max")
             above = rule.get("greater_than")
@@ -413,60 +648,115 @@ def _applicant_model(data: WarehouseReader, loaded: LoadedModels, columns: pl.Da
                 low = 0  # the bank has no negative value of it
             # A whole-number column takes any JSON number without a fraction (JSON Schema's integer
             # includes 603.0); strict refuses text such as "603".
-            fields[name] = (
-                float | None,
+            whole = dtype in _INTEGER_TYPES
+            number = Annotated[
+                float,
                 Field(
-                    None,
                     strict=True,
                     ge=-MAX_MAGNITUDE if low is None else low,
                     gt=above,
                     le=MAX_MAGNITUDE if high is None else high,
-                    multiple_of=1 if dtype in _INTEGER_TYPES else None,
+                    multiple_of=1 if whole else None,
                     allow_inf_nan=False,
-                    description=description,
                 ),
-            )
-    return create_model(
+            ]
+            if whole:
+                number = Annotated[number, AfterValidator(_whole)]
+            fields[name] = (number | None, Field(None, description=description))
+    for name in described:
+        if name not in fields:
+            fields[name] = (_MartValue, Field(None, description=IGNORED_DESCRIPTION))
+    persona_inputs = tuple(loaded.persona_columns)
+    if loaded.scorer is not None:
+        score_inputs, score_reader = tuple(loaded.scorer.features.columns), "the PD model"
+    else:
+        score_inputs, score_reader = persona_inputs, "the persona model"
+    score = _body_model(
         "Applicant",
-        __config__=ConfigDict(extra="forbid"),
-        __doc__="An applicant's features, named as the customers mart names them; any may be left out.",
-        **fields,
+        "An applicant's features, named as the customers mart names them; any may be left out, but at least "
+        f"one that {score_reader} reads must be given. Other columns of the mart are accepted and ignored.",
+        fields,
+        score_inputs,
+        frozenset(wanted),
+        f"The applicant has none of the fields {score_reader} reads ({', '.join(score_inputs)}), so it was not "
+        "scored: send at least one of them.",
     )
+    persona = _body_model(
+        "PersonaRequest",
+        "A new customer's features, named as the customers mart names them; any may be left out, but at least "
+        "one that the persona model reads must be given. Other columns of the mart are accepted and ignored.",
+        fields,
+        persona_inputs,
+        frozenset(persona_inputs),
+        f"The customer has none of the fields the persona model reads ({', '.join(persona_inputs)}), so no "
+        "persona was assigned: send at least one of them.",
+    )
+    return score, persona
+
+
+def _body_model(
+    name: str, doc: str, fields: dict[str, Any], inputs: tuple[str, ...], read: frozenset[str], refusal: str
+) -> type[_ApplicantBody]:
+    model = create_model(name, __base__=_ApplicantBody, __doc__=doc, **fields)
+    model.inputs, model.read, model.refusal = inputs, read, refusal
+    return model
+
+
+def _model_categories(scorer: RiskScorer | None) -> dict[str, list[str]]:
+    """The categories the PD model was fitted on, per categorical input (from its one-applicant path)."""
+    found: dict[str, list[str]] = {}
+    for path in (scorer.fast, scorer.fast_reasons) if scorer is not None else ():
+        for column, positions, _ in path.categorical if path is not None else []:
+            found.setdefault(column, [value for value in positions if value != "missing"])
+    return found
 
 
 def _spec_rules(spec_text: str | None, spec_name: str | None) -> dict[str, dict]:
-    """min, max, greater_than and allowed values of each spec column (the build's validation rules)."""
+    """min, max, greater_than, allowed values and the code mapping of each spec column (the build's
+    validation rules), parsed once per warehouse file from the spec text the build stored."""
     if not spec_text:
         return {}
     from warehouse.spec import parse_spec
 
-    try:
-        spec = parse_spec(spec_text, f"{spec_name or 'spec'}.toml")
-    except SegriskError:
+    spec = None
+    for suffix in (".toml", ".yaml"):  # the build keeps the text, not whether the file was TOML or YAML
+        try:
+            spec = parse_spec(spec_text, f"{spec_name or 'spec'}{suffix}")
+            break
+        except SegriskError:
+            continue
+    if spec is None:
         return {}
     rules: dict[str, dict] = {}
     for source in (spec.customers, spec.applications):
         for column in source.columns if source is not None else []:
-            rule = {k: getattr(column, k) for k in ("min", "max", "greater_than", "allowed")}
+            keys = ("min", "max", "greater_than", "allowed", "mapping", "mapping_default")
+            rule = {k: getattr(column, k) for k in keys}
             rules[column.name] = {k: v for k, v in rule.items() if v is not None}
     return rules
 
 
 # -- the OpenAPI document ----------------------------------------------------------------------------------
-def openapi_document(applicant: type[BaseModel]) -> dict:
+def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel] | None = None) -> dict:
     """OpenAPI 3.1 built from the pydantic models' JSON schemas; paths assembled here."""
-    models = [
-        applicant,
-        SegmentRequest,
-        SegmentResponse,
-        ScoreResponse,
-        Health,
-        SegmentsSummary,
-        Error,
-        ValidationErrors,
-    ]
+    persona_request = persona_request or applicant
+    requests = (applicant, persona_request, SegmentRequest)
+    models = list(
+        dict.fromkeys(
+            [
+                *requests,
+                SegmentResponse,
+                ScoreResponse,
+                PersonaResponse,
+                Health,
+                SegmentsSummary,
+                Error,
+                ValidationErrors,
+            ]
+        )
+    )
     _, schemas = models_json_schema(
-        [(m, "validation" if m in (applicant, SegmentRequest) else "serialization") for m in models],
+        [(m, "validation" if m in requests else "serialization") for m in models],
         ref_template="#/components/schemas/{model}",
     )
 
@@ -509,11 +799,33 @@ def openapi_document(applicant: type[BaseModel]) -> dict:
         "/score": {
             "post": {
                 "operationId": "score",
-                "summary": "PD, points, grade, persona, decision and reasons of one applicant.",
+                "summary": "PD, points, grade, persona, decision and reasons of one applicant (the persona alone "
+                "where the data has no default outcome).",
                 "requestBody": body(applicant),
                 "responses": {
-                    "200": answer("The applicant scored and decided.", ScoreResponse),
-                    "422": answer("A field has the wrong type or is out of range.", ValidationErrors),
+                    "200": answer(
+                        "The applicant scored and decided, or given a persona (see risk_note).", ScoreResponse
+                    ),
+                    "422": answer(
+                        "A field has the wrong type or is out of range, or none of the model's inputs is given.",
+                        ValidationErrors,
+                    ),
+                    **errors,
+                },
+            }
+        },
+        "/persona": {
+            "post": {
+                "operationId": "persona",
+                "summary": "The persona of a new customer, from the persona model of the latest segments run.",
+                "requestBody": body(persona_request),
+                "responses": {
+                    "200": answer("The persona.", PersonaResponse),
+                    "422": answer(
+                        "A field has the wrong type or is out of range, or none of the persona model's inputs is "
+                        "given.",
+                        ValidationErrors,
+                    ),
                     **errors,
                 },
             }
@@ -563,7 +875,13 @@ def openapi_document(applicant: type[BaseModel]) -> dict:
 
 # -- the routes --------------------------------------------------------------------------------------------
 _SERVICE_KEY = "segrisk_scoring"
-ROUTES = {"/health": ("GET",), "/segment": ("POST",), "/score": ("POST",), "/segments/summary": ("GET",)}
+ROUTES = {
+    "/health": ("GET",),
+    "/segment": ("POST",),
+    "/score": ("POST",),
+    "/persona": ("POST",),
+    "/segments/summary": ("GET",),
+}
 
 
 def install(server: Flask) -> None:
@@ -636,6 +954,8 @@ def _field_errors(exc: ValidationError) -> _FieldErrors:
             message = "Unknown field: this API does not read it."
         elif error["type"] == "missing":
             message = "This field is required."
+        elif error["type"] == "value_error":
+            message = error["msg"].removeprefix("Value error, ").rstrip(".") + "."
         else:
             message = error["msg"].rstrip(".") + "."
         seen.setdefault(name, message)
@@ -674,13 +994,22 @@ def segment() -> Response:
 def score() -> Response:
     scoring = service()
     models = scoring.models()
-    applicant = _validated(models.applicant).model_dump(exclude_none=True)
-    if models.scorer is None:
+    body = _validated(models.applicant)
+    applicant = body.features()
+    if models.scorer is None and models.risk_possible:
         raise ApiError(503, models.risk_note or "This warehouse has no PD model.")
+    if models.scorer is None and models.persona_model is None:
+        raise ApiError(
+            503,
+            "This warehouse has no PD model, because its data has no default outcome, and no persona model: "
+            "run `segrisk train segments` on it first.",
+        )
     persona, note = _persona(scoring, models, applicant)
-    result = models.scorer.score_applicant(
-        applicant, models.policy, flagged_persona=bool(persona and persona["manual_underwriting"])
-    )
+    result: dict[str, Any] = {}
+    if models.scorer is not None:
+        result = models.scorer.score_applicant(
+            applicant, models.policy, flagged_persona=bool(persona and persona["manual_underwriting"])
+        )
     reasons = [
         {"code": result[f"reason_code_{slot}"], "reason": result[f"reason_{slot}"]}
         for slot in (1, 2, 3)
@@ -688,18 +1017,39 @@ def score() -> Response:
     ]
     return _json(
         {
-            "applicant_id": applicant.get("applicant_id"),
-            "pd": result["pd"],
-            "score": result["score"],
-            "grade": result["grade"],
-            "decision": result["decision"],
-            "decision_reason": result["decision_reason"],
-            "policy_version": result["policy_version"],
+            "applicant_id": body.applicant_id,
+            "pd": result.get("pd"),
+            "score": result.get("score"),
+            "grade": result.get("grade"),
+            "decision": result.get("decision"),
+            "decision_reason": result.get("decision_reason"),
+            "policy_version": result.get("policy_version"),
             "reasons": reasons,
+            "risk_note": None if models.scorer is not None else models.risk_note,
             "persona": persona,
             "persona_note": note,
             "risk_run_id": models.risk_run_id,
             "segments_run_id": models.segments_run_id,
+            "ignored_fields": body.ignored_fields(),
+        }
+    )
+
+
+@blueprint.post("/persona")
+def persona() -> Response:
+    """The persona of a new customer: the nearest centroid of the latest segments run's model."""
+    scoring = service()
+    models = scoring.models()
+    body = _validated(models.persona_request or models.applicant)
+    if models.persona_model is None:
+        raise ApiError(503, models.persona_note or "This warehouse has no persona model.")
+    found, _ = _persona(scoring, models, body.features())
+    return _json(
+        {
+            "applicant_id": body.applicant_id,
+            "persona": found,
+            "segments_run_id": models.segments_run_id,
+            "ignored_fields": body.ignored_fields(),
         }
     )
 
