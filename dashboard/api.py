@@ -592,8 +592,8 @@ class _ApplicantBody(BaseModel):
 
     def ignored_fields(self) -> list[str]:
         """The fields sent that no model of the call reads, in the order of the schema's properties."""
-        sent = self.model_fields_set
-        return [name for name in type(self).model_fields if name in sent and name not in self.read | {"applicant_id"}]
+        sent = self.model_fields_set - self.read - {"applicant_id"}
+        return [name for name in type(self).model_fields if name in sent]
 
     def features(self) -> dict:
         """The given values of the fields the call's models read (left-out and null ones are unknown)."""
