@@ -192,9 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     db_path = default_db_path(args.db)
     every = args.model == "all"
     if args.model in ("segments", "all"):
-        if every and not _supports(db_path, "personas"):
-            print("Skipped segments: this warehouse has no customer attributes to build personas from.")
-        else:
+        if not (every and _skipped("segments", db_path, "personas")):
             run = train.train_segments(db_path, seed=args.seed, k=args.k, progress=_say)
             print(
                 f"Trained segments on {db_path}: run {run.run_id}; k = {run.metrics['k']}, "
@@ -202,26 +200,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             _print_personas(db_path)
     if args.model in ("rfm", "all"):
-        if every and not _supports(db_path, "rfm"):
-            print("Skipped rfm: this warehouse has no transactions.")
-        else:
+        if not (every and _skipped("rfm", db_path, "rfm")):
             run = train.train_rfm(db_path, seed=args.seed, progress=_say, as_of=args.as_of)
             clusters = ", ".join(f"{name} {count:,}" for name, count in run.metrics["cluster_counts"].items())
             print(
                 f"Trained rfm on {db_path}: run {run.run_id}; {run.metrics['customers']:,} customers; clusters: {clusters}"
             )
-    has_risk = _supports(db_path, "risk_model")
     if args.model in ("risk", "all"):
-        if every and not has_risk:
-            print("Skipped risk: this warehouse has no default outcome (target) to learn from.")
-        else:
+        if not (every and _skipped("risk", db_path, "risk_model")):
             scorecard = Scorecard(args.base_score, args.base_odds, args.pdo)
             run = train.train_risk(db_path, seed=args.seed, progress=_say, scorecard=scorecard)
             _print_risk(run.run_id, run.metrics, db_path)
     if args.model in ("warnings", "all"):
-        if every and not has_risk:
-            print("Skipped warnings: they need a PD model.")
-        else:
+        if not (every and _skipped("warnings", db_path, "early_warnings")):
             run = train.train_warnings(db_path, thresholds=dict(args.threshold or []), progress=_say)
             m = run.metrics
             by_rule = ", ".join(
@@ -232,16 +223,14 @@ def cmd_train(args: argparse.Namespace) -> int:
             if m["psi_score"] is not None:
                 print(f"  score PSI {m['psi_score']:.3f}; red: {', '.join(m['psi_red']) or 'none'}")
     if args.model in ("cross-sell", "all"):
-        if every and not (_supports(db_path, "cross_sell") and _supports(db_path, "personas")):
-            print("Skipped cross-sell: this warehouse has no product-holding flags (has_* columns).")
-        else:
+        if not (every and _skipped("cross-sell", db_path, "cross_sell")):
             run = train.train_cross_sell(db_path, progress=_say)
             m = run.metrics
             print(
                 f"Trained cross-sell on {db_path}: run {run.run_id}; {m['offers']:,} offers to "
                 f"{m['customers_with_offer']:,} customers; {m['credit_offers_blocked']:,} credit offers held back by risk"
             )
-    if args.model in ("statistics", "all"):
+    if args.model in ("statistics", "all") and not (every and _skipped("statistics", db_path, "statistics")):
         run = train.train_statistics(db_path, alpha=args.alpha, seed=args.seed, progress=_say)
         print(
             f"Trained statistics on {db_path}: run {run.run_id}; {run.metrics['tests']} tests, "
@@ -266,12 +255,30 @@ def _print_risk(run_id: str, m: dict, db_path: Path) -> None:
     )
 
 
-def _supports(db_path: Path, capability: str) -> bool:
+def _capability(db_path: Path, capability: str) -> tuple[bool, str]:
+    """Whether the build found the data supports a model run, and why: ``train all`` runs exactly
+    the ones ``meta_capabilities`` says are supported."""
     from warehouse.db import read_only
 
     with read_only(db_path) as con:
-        rows = con.execute("SELECT is_supported FROM meta_capabilities WHERE capability = ?", [capability]).fetchall()
-    return bool(rows and rows[0][0])
+        rows = con.execute(
+            "SELECT is_supported, reason FROM meta_capabilities WHERE capability = ?", [capability]
+        ).fetchall()
+    if not rows:
+        return False, "the warehouse records no such capability (rebuild it)"
+    return bool(rows[0][0]), rows[0][1]
+
+
+def _supports(db_path: Path, capability: str) -> bool:
+    return _capability(db_path, capability)[0]
+
+
+def _skipped(model: str, db_path: Path, capability: str) -> bool:
+    """In ``train all``: print why a model is skipped, from the same row ``meta_capabilities`` shows."""
+    supported, reason = _capability(db_path, capability)
+    if not supported:
+        print(f"Skipped {model}: {capability} {reason}.")
+    return not supported
 
 
 def _print_personas(db_path: Path) -> None:

@@ -10,6 +10,7 @@ import polars as pl
 
 from warehouse.db import read_only
 from warehouse.features import TARGET
+from warehouse.marts import product_flag_columns
 
 from . import risk_store as store
 from . import warnings_store
@@ -364,6 +365,9 @@ def train_cross_sell(db_path: Path, progress: Progress | None = None) -> ModelRu
         if personas is None:
             raise ModelError(f"Cross-sell needs personas: run `segrisk train segments` on {db_path} first.")
         customers = read_customers(con)
+        # Only declared product flags: a has_records derogatory flag is no product to offer.
+        products = set(product_flag_columns(con))
+        customers = customers.drop([c for c in customers.columns if c.startswith("has_") and c not in products])
         risk_run, warnings_run = latest_run_id(con, "risk"), latest_run_id(con, "warnings")
         risk = (
             con.sql("SELECT customer_id, grade, pd FROM ml_risk_scores WHERE run_id = ?", params=[risk_run]).pl()

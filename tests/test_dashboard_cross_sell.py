@@ -167,7 +167,7 @@ def _walk(component):  # noqa: ANN001, ANN202 - a component tree
 def test_says_why_when_there_are_no_offers(build, risk_db: Path, tmp_path: Path) -> None:
     german = dashboard_page(build("german-credit").db_path, "cross_sell")
     sentence = texts(german.layout())
-    assert sentence.startswith("Cross-sell is not available for this dataset") and "has_*" in sentence
+    assert sentence.startswith("Cross-sell is not available for this dataset") and "product = true" in sentence
     # Trained, but not cross-sell yet: the page says what to run.
     db = tmp_path / "risk.duckdb"
     shutil.copyfile(risk_db, db)

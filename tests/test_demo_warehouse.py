@@ -100,6 +100,7 @@ def test_capabilities_and_dictionary(demo_db: Path) -> None:
         "risk_model": True,
         "early_warnings": True,
         "cross_sell": True,
+        "statistics": True,
     }
     assert "annual income" in comments[0][0]
     assert latent == [(0,)], "the latent persona must never reach the warehouse"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import FIXTURES, Builder, file_digest
+from conftest import FIXTURES, SHARED_DATA, Builder, file_digest, needs_shared_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_bad_input import SPEC
@@ -447,3 +447,242 @@ def test_random_files_build_or_stop_with_one_sentence(case: tuple[str, bytes], t
         assert raw == customers.rows_in == kept + rejected
         assert rejected <= spec.customers.max_rejected_share * raw
     assert [p.name for p in folder.iterdir() if p.name.startswith(".")] == []
+
+
+# -- declared cleaning and generated keys -------------------------------------------------------------------
+CLEANING_SPEC = """
+name = "cleaning"
+[customers]
+files = ["c.csv"]
+[[customers.columns]]
+name = "customer_id"
+generated = "row_number"
+type = "int"
+role = "id"
+[[customers.columns]]
+name = "annual_income"
+source = "Monthly Income"
+type = "float"
+role = "amount"
+measure = "income"
+remove = [",", "$", "_"]
+scale = 12
+min = 0
+description = "Gross income, monthly in the file, times 12."
+[[customers.columns]]
+name = "card_use"
+source = "Util %"
+type = "float"
+role = "numeric"
+remove = ["%", "_"]
+scale = 0.01
+max = 1.5
+[[customers.columns]]
+name = "has_records"
+source = "Records"
+type = "bool"
+role = "categorical"
+description = "A derogatory record on file: a risk flag, not a product."
+"""
+
+
+def test_a_file_without_an_id_gets_row_numbers_and_declared_cleaning(build: Builder, tmp_path: Path) -> None:
+    """A ``_source_row`` source gave ``unexpected KeyError``; ``23_`` and ``1,234`` could only be
+    quarantined; monthly income and percentages could not be declared."""
+    (tmp_path / "c.csv").write_text(
+        'Monthly Income,Util %,Records\n"$1,234",23_%,no\n2_500,150%,yes\n"3,000.50",40%,no\n100,200%,no\n'
+    )
+    summary = build(
+        "cleaning",
+        tmp_path,
+        tmp_path / "c.duckdb",
+        spec_text=CLEANING_SPEC.replace("\n[customers]", "\n[customers]\nmax_rejected_share = 1.0", 1),
+    )
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        staged = con.execute("SELECT customer_id, annual_income, card_use FROM stg_customers ORDER BY 1").fetchall()
+        mart = con.execute("SELECT customer_id, annual_income, card_use FROM customers ORDER BY 1").fetchall()
+        rejected = con.execute("SELECT source_row, rule, column_name FROM quarantine_customers").fetchall()
+        comment = con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE table_name = 'customers' AND column_name = 'card_use'"
+        ).fetchall()
+        supports = dict(con.execute("SELECT capability, is_supported FROM meta_capabilities").fetchall())
+    assert staged == mart
+    assert staged == [(1, 1234 * 12, pytest.approx(0.23)), (2, 2500 * 12, 1.5), (3, 3000.5 * 12, pytest.approx(0.4))]
+    assert rejected == [(4, "out_of_range", "card_use")]
+    assert comment == [("card_use, from file column 'Util %' (the spec has no description).",)]
+    assert supports["cross_sell"] is False  # has_records is no product: it was not declared one
+
+
+# -- capabilities say what train all does ------------------------------------------------------------------
+NO_TARGET_WITH_SNAPSHOTS = """
+name = "no-target"
+[customers]
+files = ["c.csv"]
+[[customers.columns]]
+name = "customer_id"
+type = "string"
+role = "id"
+[[customers.columns]]
+name = "age"
+type = "int"
+role = "numeric"
+[[customers.columns]]
+name = "annual_income"
+type = "float"
+role = "amount"
+measure = "income"
+[[customers.columns]]
+name = "has_records"
+type = "bool"
+role = "categorical"
+[snapshots]
+files = ["s.csv"]
+[[snapshots.columns]]
+name = "customer_id"
+type = "string"
+role = "id"
+[[snapshots.columns]]
+name = "period"
+type = "date"
+role = "timestamp"
+[[snapshots.columns]]
+name = "days_past_due"
+type = "int"
+role = "numeric"
+"""
+
+
+def test_train_all_runs_exactly_what_meta_capabilities_says(
+    build: Builder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Warnings were 'not supported' yet ran; 'supported' yet skipped, since without a target no PD
+    model can exist; a has_records flag switched cross-sell on."""
+    import random
+
+    from dashboard.cli import main
+
+    rng = random.Random(3)
+    customers = [
+        f"C{n:04d},{rng.randint(20, 70)},{rng.randint(10, 90) * 1000},{rng.choice(['yes', 'no'])}" for n in range(60)
+    ]
+    (tmp_path / "c.csv").write_text("customer_id,age,annual_income,has_records\n" + "\n".join(customers) + "\n")
+    snapshots = [f"C{n:04d},2026-0{m}-01,{rng.choice([0, 0, 30])}" for n in range(60) for m in (1, 2, 3)]
+    (tmp_path / "s.csv").write_text("customer_id,period,days_past_due\n" + "\n".join(snapshots) + "\n")
+    db = build("no-target", tmp_path, tmp_path / "n.duckdb", spec_text=NO_TARGET_WITH_SNAPSHOTS).db_path
+    with duckdb.connect(str(db), read_only=True) as con:
+        capabilities = {name: (ok, why) for name, ok, why in con.execute("SELECT * FROM meta_capabilities").fetchall()}
+    assert {name: ok for name, (ok, _) in capabilities.items()} == {
+        "personas": True,
+        "rfm": False,
+        "risk_model": False,
+        "early_warnings": False,
+        "cross_sell": False,
+        "statistics": True,
+    }
+    assert "needs a PD model" in capabilities["early_warnings"][1]
+    assert "the spec declares none" in capabilities["cross_sell"][1]
+    capsys.readouterr()
+    assert main(["train", "all", "--db", str(db)]) == 0
+    said = capsys.readouterr().out
+    with duckdb.connect(str(db), read_only=True) as con:
+        ran = {row[0] for row in con.execute("SELECT model_kind FROM ml_model_runs").fetchall()}
+    assert ran == {"segments", "statistics"}
+    for model, capability in (
+        ("rfm", "rfm"),
+        ("risk", "risk_model"),
+        ("warnings", "early_warnings"),
+        ("cross-sell", "cross_sell"),
+    ):
+        assert f"Skipped {model}: {capability} {capabilities[capability][1]}." in said
+
+
+# -- related tables and the built-in specs of real datasets --------------------------------------------------
+def _berka_withdrawals_by_hand(folder: Path) -> int:
+    """Withdrawals of loan owners' accounts, joined in plain Python: what the berka spec's query must give."""
+    import csv as csv_module
+
+    def rows(name: str) -> list[dict]:
+        with (folder / name).open(newline="") as handle:
+            return list(csv_module.DictReader(handle, delimiter=";"))
+
+    owners = {d["account_id"] for d in rows("disp.asc") if d["type"] == "OWNER"}
+    loans = {loan["account_id"] for loan in rows("loan.asc")}
+    return sum(
+        1
+        for t in rows("trans.asc")
+        if t.get("bank") is not None and t["account_id"] in owners & loans and t["type"] in ("VYDAJ", "VYBER")
+    )
+
+
+def test_berka_related_tables_reach_clients_through_dispositions(build: Builder, tmp_path: Path) -> None:
+    """Transactions belong to accounts and reach clients only through disp.asc: each source is a
+    read-only query over the files it names; the cut file's truncated last record is quarantined."""
+    summary = build("berka", FIXTURES, tmp_path / "berka.duckdb")
+    by_kind = {s.kind: s for s in summary.sources}
+    assert by_kind["transactions"].rows_out == _berka_withdrawals_by_hand(FIXTURES / "berka")
+    assert by_kind["transactions"].quarantine_by_rule == {"malformed_row": 1}
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        (file, row, reason), *_ = con.execute(
+            "SELECT source_file, source_row, reason FROM quarantine_transactions"
+        ).fetchall()
+        loans = con.execute("SELECT count(*), sum(is_defaulted::INT) FROM customers").fetchall()[0]
+        inputs = con.execute("SELECT source_file, rows_read FROM meta_sources WHERE source = 'transactions'").fetchall()
+        unknown = con.execute(
+            "SELECT count(*) FROM stg_transactions WHERE customer_id NOT IN (SELECT customer_id FROM customers)"
+        ).fetchall()
+    assert (
+        file == "berka/trans.asc"
+        and reason.startswith("table trans: line ")
+        and "fields where the header has 10" in reason
+    )
+    assert row == sum(1 for _ in (FIXTURES / "berka" / "trans.asc").open(newline="")) - 1  # the file's last record
+    assert loans[0] == 126 and 0 < loans[1] < 126
+    assert dict(inputs)["berka/disp.asc"] > 0 and "berka/trans.asc" in dict(inputs)
+    assert unknown == [(0,)]
+
+
+def test_a_source_query_reaches_no_other_file(build: Builder, tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("id,x\n1,2\n")
+    spec = (
+        'name = "q"\n[customers]\ntables = { a = "a.csv" }\n'
+        "query = \"SELECT a.id AS customer_id, s.* FROM a, read_csv('/etc/passwd') AS s\"\n"
+        '[[customers.columns]]\nname = "customer_id"\ntype = "int"\nrole = "id"\n'
+    )
+    with pytest.raises(SegriskError, match="customers: the spec's query failed: Permission Error"):
+        build("q", tmp_path, tmp_path / "q.duckdb", spec_text=spec)
+
+
+def test_loan_prediction_text_ids_monthly_incomes_and_a_decision_outcome(build: Builder, tmp_path: Path) -> None:
+    summary = build("loan-prediction", FIXTURES, tmp_path / "lp.duckdb")
+    with duckdb.connect(str(summary.db_path), read_only=True) as con:
+        first = con.execute(
+            "SELECT customer_id, annual_income, loan_amount, dependents, is_defaulted FROM customers ORDER BY customer_id LIMIT 2"
+        ).fetchall()
+    # LP001002: monthly 5849, no loan amount, 0 dependants, approved; LP001003: 4583, 128 thousand, 1, refused.
+    assert first == [("LP001002", 5849 * 12, None, 0, False), ("LP001003", 4583 * 12, 128_000, 1, True)]
+
+
+@needs_shared_data
+@pytest.mark.parametrize("spec", ["german-credit", "taiwan-default", "online-retail", "berka", "loan-prediction"])
+def test_every_public_dataset_builds_and_trains_from_its_builtin_spec(
+    build: Builder, spec: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dashboard.cli import main
+
+    db = build(spec, SHARED_DATA, tmp_path / f"{spec}.duckdb").db_path
+    capsys.readouterr()
+    assert main(["train", "all", "--db", str(db)]) == 0
+    with duckdb.connect(str(db), read_only=True) as con:
+        supported = {
+            c for (c,) in con.execute("SELECT capability FROM meta_capabilities WHERE is_supported").fetchall()
+        }
+        ran = {k for (k,) in con.execute("SELECT model_kind FROM ml_model_runs").fetchall()}
+    names = {
+        "personas": "segments",
+        "rfm": "rfm",
+        "risk_model": "risk",
+        "early_warnings": "warnings",
+        "cross_sell": "cross_sell",
+        "statistics": "statistics",
+    }
+    assert ran == {names[c] for c in supported}

@@ -52,7 +52,16 @@ from .features import (
 )
 from .history import carry_over_history
 from .marts import build_customer_months, refresh_customer_profile, refresh_fact_marts
-from .sources import SourceFile, latest_timestamp, resolve_files, row_count, scan_file, sha256_of
+from .sources import (
+    QueryScan,
+    SourceFile,
+    latest_timestamp,
+    resolve_files,
+    row_count,
+    scan_file,
+    scan_query,
+    sha256_of,
+)
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
     FILE_ROW,
@@ -88,7 +97,7 @@ _META_DDL = {
     "meta_step_durations": "step_order INTEGER, step VARCHAR, seconds DOUBLE",
     "meta_capabilities": "capability VARCHAR, is_supported BOOLEAN, reason VARCHAR",
     "meta_columns": "column_name VARCHAR, origin VARCHAR, role VARCHAR, measure VARCHAR, "
-    "is_model_feature BOOLEAN, is_skewed_amount BOOLEAN",
+    "is_model_feature BOOLEAN, is_skewed_amount BOOLEAN, is_product_flag BOOLEAN",
     "meta_check_results": "check_name VARCHAR, table_name VARCHAR, passed BOOLEAN, failing_rows BIGINT, detail VARCHAR",
 }
 
@@ -117,6 +126,7 @@ class _Scanned:
     frames: list[pl.LazyFrame]
     offsets: list[int]
     rows: int
+    query: QueryScan | None = None  # a query source: one frame, the query's result, over these files
 
     @property
     def raw(self) -> pl.LazyFrame:
@@ -352,6 +362,9 @@ class _Builder:
     # -- sources -----------------------------------------------------------------------
     def _scan(self, kind: str, source: SourceSpec) -> _Scanned:
         """Open the source's files (a missing or unusable one stops the build before any work)."""
+        if source.query is not None:
+            query = scan_query(kind, source, self.data_dir)
+            return _Scanned(query.inputs, [query.frame], [0], row_count(query.frame), query)
         files = resolve_files(kind, source, self.data_dir)
         frames: list[pl.LazyFrame] = []
         offsets: list[int] = []
@@ -448,7 +461,8 @@ class _Builder:
         result = SourceResult(kind, rows_in, 0, {})
         if kind in ("transactions", "snapshots"):
             if kind == "transactions":
-                self.as_of = self._as_of_date(raw, source, files)
+                # A query's columns are its own: the input files' Parquet statistics do not describe them.
+                self.as_of = self._as_of_date(raw, source, [] if scanned.query is not None else files)
             features = self._event_features(kind, source, raw)
             screened = flag_rejections(typed, rules, unique_key=False, known_keys=known, screened=True)
             quarantine, result.features = self._stream(
@@ -463,6 +477,11 @@ class _Builder:
             if kind == "customers" or (kind == "applications" and self.known_keys is None):
                 self.known_keys = staged_df.get_column(CUSTOMER_KEY)
         quarantine = explain_rejections(quarantine, rules, raw_columns, known_keys=known)
+        if scanned.query is not None and scanned.query.malformed.height:
+            # Records of the query's tables that did not parse never reached the query: kept here.
+            quarantine = pl.concat([quarantine, scanned.query.malformed])
+            rows_in += scanned.query.malformed.height
+            result.rows_in = rows_in
         self._guard_rejections(kind, source, rows_in, quarantine)
         self.say(f"  {kind}: {rows_in:,} rows validated in {time.perf_counter() - started:.1f} s")
         self._write_quarantine(kind, quarantine)
@@ -509,6 +528,16 @@ class _Builder:
         table = quote_ident(f"raw_{kind}")
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
         files, offsets = scanned.files, scanned.offsets
+        if scanned.query is not None:
+            loaded = scanned.frames[0].drop(SOURCE_FILE, FILE_ROW, SOURCE_ROW).collect()  # noqa: F841 - DuckDB scans it by name
+            con.execute(f"CREATE TABLE {table} AS SELECT * FROM loaded")
+            # Each input file's fingerprint; its rows reach raw_ only through the query, so no row range.
+            for file, rows, sha256 in zip(files, scanned.query.input_rows, fingerprints, strict=True):
+                con.execute(
+                    "INSERT INTO meta_sources VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
+                    [kind, file.label, file.file_format, file.path.stat().st_size, sha256, rows, loaded_at],
+                )
+            return
         for index, (file, frame, offset, sha256) in enumerate(
             zip(files, scanned.frames, offsets, fingerprints, strict=True)
         ):
@@ -678,27 +707,42 @@ class _Builder:
         self._record_columns(customers, spec_columns, set(skewed))
         return customers
 
+    def _product_flags(self) -> list[str]:
+        """The customer-level yes/no columns the spec declares product holdings (``product = true``)."""
+        return sorted(
+            {
+                column.name
+                for kind in ("customers", "applications")
+                if (source := self.spec.source(kind)) is not None
+                for column in source.columns
+                if column.product
+            }
+        )
+
     def _record_columns(
         self, customers: pl.DataFrame, spec_columns: dict[str, tuple[str, str | None, str]], skewed: set[str]
     ) -> None:
         target = self.spec.target
+        products = set(self._product_flags())
         rows = []
         for name, dtype in customers.schema.items():
             if name == CUSTOMER_KEY:
-                rows.append((name, "key", "id", None, False, False))
+                rows.append((name, "key", "id", None, False, False, False))
             elif name == TARGET and target is not None:
-                rows.append((name, "spec", "target", None, False, False))
+                rows.append((name, "spec", "target", None, False, False, False))
             elif name in spec_columns:
                 role, measure, _ = spec_columns[name]
                 usable = role in ("numeric", "categorical", "amount")
-                rows.append((name, "spec", role, measure, usable, name in skewed))
+                rows.append((name, "spec", role, measure, usable, name in skewed, name in products))
             else:
                 usable = dtype.is_numeric() and not name.startswith("log_") or name == "age_band"
                 usable = usable and name not in ("first_txn_at", "last_txn_at")
-                rows.append((name, "engineered", "feature", None, usable, name in skewed))
-        self.con.executemany("INSERT INTO meta_columns VALUES (?, ?, ?, ?, ?, ?)", rows)
+                rows.append((name, "engineered", "feature", None, usable, name in skewed, False))
+        self.con.executemany("INSERT INTO meta_columns VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def _capabilities(self, customers: pl.DataFrame) -> dict[str, bool]:
+        """What ``train all`` will run on this warehouse, and why or why not: it reads these rows
+        and nothing else to decide, so the table and the run cannot disagree."""
         spec = self.spec
         numeric_features = [
             name for name, dtype in customers.schema.items() if dtype.is_numeric() and name != CUSTOMER_KEY
@@ -706,9 +750,17 @@ class _Builder:
         has_target = TARGET in customers.columns
         has_attributes = spec.customers is not None or spec.applications is not None
         defaults = int(customers.get_column(TARGET).sum()) if has_target else 0
+        personas = has_attributes and len(numeric_features) >= 2 and customers.height >= 20
+        risk_model = has_target and 0 < defaults < customers.height
+        products = self._product_flags()
+        target_text = (
+            f"has {defaults:,} defaults among {customers.height:,} customers"
+            if has_target
+            else "the spec has no target"
+        )
         capabilities = {
             "personas": (
-                has_attributes and len(numeric_features) >= 2 and customers.height >= 20,
+                personas,
                 "needs a customer or application file with 2+ numeric features and 20+ customers; "
                 + (
                     f"has {len(numeric_features)} features and {customers.height:,} customers"
@@ -720,18 +772,28 @@ class _Builder:
                 spec.transactions is not None,
                 "needs transactions; " + ("has them" if spec.transactions is not None else "the spec has none"),
             ),
-            "risk_model": (
-                has_target and 0 < defaults < customers.height,
-                "needs a target with both outcomes; "
-                + (f"has {defaults:,} defaults among {customers.height:,}" if has_target else "the spec has no target"),
-            ),
+            "risk_model": (risk_model, "needs a target with both outcomes; " + target_text),
             "early_warnings": (
-                spec.has_snapshots,
-                "needs periodic snapshots; " + ("has them" if spec.has_snapshots else "the spec has none"),
+                risk_model,
+                "needs a PD model (a target with both outcomes: the grade and stability rules re-score customers); "
+                + target_text
+                + "; "
+                + (
+                    "periodic snapshots feed the payment and score rules"
+                    if spec.has_snapshots
+                    else "no snapshots, so only the rules on customer columns can raise alerts"
+                ),
             ),
             "cross_sell": (
-                any(name.startswith("has_") for name in customers.columns),
-                "needs product-holding flags (has_* columns)",
+                personas and bool(products),
+                "needs personas and product flags declared in the spec (product = true); "
+                + (f"has {len(products)} ({', '.join(products)})" if products else "the spec declares none")
+                + ("" if personas else "; no personas can be built"),
+            ),
+            "statistics": (
+                bool(numeric_features),
+                f"needs numeric columns in the customers mart; has {len(numeric_features)}; tests against default "
+                + ("run on the target" if has_target else "need a target, which the spec has not"),
             ),
         }
         self.con.executemany(

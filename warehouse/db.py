@@ -91,6 +91,30 @@ def connect_sandboxed(path: Path, *, memory_limit: str = "1GB", threads: int = 1
         raise WarehouseError(f"Could not open the warehouse {path} for the SQL console: {first_line(exc)}") from exc
 
 
+def connect_for_source_query(tables: dict[str, object]) -> duckdb.DuckDBPyConnection:
+    """An in-memory connection where a spec's source query sees its named tables and nothing else.
+
+    ``tables`` (name -> a Polars or Arrow frame) are registered, then the configuration is locked:
+    no file, no network, no extension, no setting can be reached from the query.
+    """
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "allow_community_extensions": False,
+            "allow_unsigned_extensions": False,
+            "temp_directory": "",
+            "threads": 2,
+        },
+    )
+    for name, frame in tables.items():
+        con.register(name, frame)
+    con.execute("SET lock_configuration = true")
+    return con
+
+
 @contextmanager
 def read_only(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """Context manager form of :func:`connect_read_only` that always closes the connection."""

@@ -60,8 +60,9 @@ META_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "size_bytes": "File size in bytes.",
             "sha256": "SHA-256 of the file's bytes.",
             "rows_read": "Data rows read from the file.",
-            "first_row": "The file's first _source_row in the raw_ table.",
-            "last_row": "The file's last _source_row in the raw_ table.",
+            "first_row": "The file's first _source_row in the raw_ table; empty for a table of a source query, "
+            "whose rows reach raw_ only through the query.",
+            "last_row": "The file's last _source_row in the raw_ table; empty for a table of a source query.",
             "loaded_at": "When the file was loaded (UTC).",
         },
     ),
@@ -88,8 +89,9 @@ META_TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "meta_capabilities": (
         "One row per capability: whether this dataset supports it, and why.",
         {
-            "capability": "personas, rfm, risk_model, early_warnings or cross_sell.",
-            "is_supported": "True when the data has what the capability needs.",
+            "capability": "personas, rfm, risk_model, early_warnings, cross_sell or statistics: one per model "
+            "run of segrisk train all.",
+            "is_supported": "True when the data has what the capability needs; train all runs exactly these.",
             "reason": "What the capability needs and what the data has.",
         },
     ),
@@ -102,6 +104,8 @@ META_TABLES: dict[str, tuple[str, dict[str, str]]] = {
             "measure": "What a money column means (income, debt, deposit, ...), when declared.",
             "is_model_feature": "True when models may use the column as an input (not keys, targets, timestamps).",
             "is_skewed_amount": "True for non-negative amounts the build log-transformed (log_<name> exists).",
+            "is_product_flag": "True for a yes/no column the spec declares a product the customer holds "
+            "(product = true); cross-sell and the products list read these only.",
         },
     ),
     "meta_check_results": (

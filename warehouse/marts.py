@@ -42,7 +42,7 @@ PROFILE_COMMENTS = {
     "score": "Scorecard points from the latest risk run (NULL when unscored).",
     "decision": "Approval decision under the current policy: approve, review or decline (NULL when unscored).",
     "is_defaulted": "Observed default outcome (NULL when the dataset has no target).",
-    "products": "Products the customer holds, by name (from the has_* flags of customers); empty when unknown.",
+    "products": "Products the customer holds, by name (from the has_* flags the spec declares products); empty when unknown.",
     "product_count": "Number of products held.",
     "open_alerts": "Early-warning alerts of the latest run not acknowledged when the model last ran.",
     "offers": "Cross-sell recommendations of the latest run.",
@@ -72,6 +72,18 @@ def _columns(con: duckdb.DuckDBPyConnection, name: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def product_flag_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The customers mart's product-holding flags: the columns the spec declared ``product = true``.
+
+    A warehouse built before flags were declared has no ``is_product_flag`` in ``meta_columns``;
+    there the ``has_*`` columns are taken, as they were then.
+    """
+    if "is_product_flag" in _columns(con, "meta_columns"):
+        rows = con.execute("SELECT column_name FROM meta_columns WHERE is_product_flag ORDER BY column_name").fetchall()
+        return [row[0] for row in rows]
+    return sorted(c for c in _columns(con, "customers") if c.startswith("has_"))
+
+
 def _exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(_columns(con, name))
 
@@ -88,7 +100,7 @@ def _column_comments(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, st
 def refresh_customer_profile(con: duckdb.DuckDBPyConnection) -> None:
     """(Re)create ``mart_customer_profile`` from customers and whatever model outputs exist."""
     customer_columns = _columns(con, "customers")
-    products = sorted(c for c in customer_columns if c.startswith("has_"))
+    products = [c for c in product_flag_columns(con) if c in customer_columns]
     # The flag columns are named by the spec (code, not user input), so they may appear in the text.
     product_list = (
         "list_filter(["

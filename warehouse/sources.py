@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from .db import connect_for_source_query, first_line
 from .errors import SourceError
-from .spec import SourceSpec
-from .staging import FILE_ROW, PARSE_ERROR, SOURCE_FILE, SOURCE_ROW
+from .spec import ROW_NUMBER_SOURCE, SourceSpec
+from .staging import FILE_ROW, PARSE_ERROR, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
 # A field as long as a whole file is still one field (a free-text note, a JSON blob): the csv
 # module's default cap of 131,072 characters would stop the build at it.
@@ -35,10 +37,10 @@ class SourceFile:
         return self.file_format == "parquet"
 
 
-def resolve_files(kind: str, source: SourceSpec, data_dir: Path) -> list[SourceFile]:
+def resolve_files(kind: str, source: SourceSpec, data_dir: Path, names: list[str] | None = None) -> list[SourceFile]:
     """Expand the spec's file names (globs allowed) against the data folder."""
     found: list[SourceFile] = []
-    for name in source.files:
+    for name in source.files if names is None else names:
         pattern = str(data_dir / name)
         matches = sorted(glob.glob(pattern)) if any(ch in name for ch in "*?[") else [pattern]
         if not matches or not Path(matches[0]).is_file():
@@ -87,8 +89,95 @@ def scan_file(kind: str, file: SourceFile, source: SourceSpec, row_offset: int =
         (pl.col(FILE_ROW).cast(pl.Int64) + row_offset).alias(SOURCE_ROW),
         pl.lit(file.label).alias(SOURCE_FILE),
     )
+    if any(column.generated == "row_number" for column in source.columns):
+        # Stored with the raw rows, so the stg_ view reads the same key the build judged.
+        frame = frame.with_columns(pl.col(SOURCE_ROW).alias(ROW_NUMBER_SOURCE))
     _require_columns(kind, file, source, frame.collect_schema())
     return frame
+
+
+@dataclass
+class QueryScan:
+    """A query source, run: its rows, the files its tables came from, and their malformed records."""
+
+    frame: pl.LazyFrame
+    inputs: list[SourceFile]
+    input_rows: list[int]
+    malformed: pl.DataFrame  # quarantine rows (QUARANTINE_SCHEMA) of input records that did not parse
+
+
+def scan_query(kind: str, source: SourceSpec, data_dir: Path) -> QueryScan:
+    """Run a source's read-only query over its named tables; its result is the source's rows.
+
+    Each table is read as its file says (text stays text), so the query casts what it needs. A
+    table's record that did not fit its header cannot reach the query; it is kept as a
+    quarantine row of this source, with its file, row and line, so nothing is lost.
+    """
+    assert source.tables is not None and source.query is not None
+    tables: dict[str, pl.DataFrame] = {}
+    inputs: list[SourceFile] = []
+    input_rows: list[int] = []
+    malformed: list[pl.DataFrame] = []
+    for table, name in source.tables.items():
+        frames = []
+        for file in resolve_files(kind, source, data_dir, [name]):
+            frame = _read_whole(kind, file, source)
+            inputs.append(file)
+            input_rows.append(frame.height)
+            if PARSE_ERROR in frame.columns:
+                fields = [c for c in frame.columns if c != PARSE_ERROR]
+                malformed.append(
+                    frame.with_row_index("_record", offset=1)
+                    .filter(pl.col(PARSE_ERROR).is_not_null())
+                    .select(
+                        pl.lit(file.label).alias("source_file"),
+                        pl.col("_record").cast(pl.Int64).alias("source_row"),
+                        pl.lit(None, dtype=pl.Int64).alias("raw_row"),
+                        pl.lit("malformed_row").alias("rule"),
+                        pl.lit("(record)").alias("column_name"),
+                        (pl.lit(f"table {table}: ") + pl.col(PARSE_ERROR)).alias("reason"),
+                        pl.struct([pl.col(c) for c in fields]).struct.json_encode().alias("raw_record"),
+                    )
+                )
+                frame = frame.filter(pl.col(PARSE_ERROR).is_null()).drop(PARSE_ERROR)
+            frames.append(frame)
+        tables[table] = pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+    con = connect_for_source_query(tables)
+    try:
+        result = con.sql(source.query).pl()
+    except duckdb.Error as exc:
+        raise SourceError(f"{kind}: the spec's query failed: {first_line(exc)}.") from exc
+    finally:
+        con.close()
+    if result.height == 0:
+        raise SourceError(f"{kind}: the spec's query returned no rows.")
+    label = "query over " + ", ".join(file.label for file in inputs)
+    frame = (
+        result.lazy()
+        .with_row_index(FILE_ROW, offset=1)
+        .with_columns(
+            pl.col(FILE_ROW).cast(pl.Int64),
+            pl.col(FILE_ROW).cast(pl.Int64).alias(SOURCE_ROW),
+            pl.lit(label).alias(SOURCE_FILE),
+        )
+    )
+    if any(column.generated == "row_number" for column in source.columns):
+        frame = frame.with_columns(pl.col(SOURCE_ROW).alias(ROW_NUMBER_SOURCE))
+    _require_columns(kind, SourceFile(Path(label), "the query's result", "query"), source, frame.collect_schema())
+    quarantine = pl.concat(malformed) if malformed else pl.DataFrame(schema=QUARANTINE_SCHEMA)
+    return QueryScan(frame, inputs, input_rows, quarantine.cast(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
+
+
+def _read_whole(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
+    """A table of a query source, read whole, without lineage columns."""
+    if file.is_parquet:
+        try:
+            return pl.read_parquet(file.path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise SourceError(f"{kind}: file {file.label} is not a readable Parquet file ({exc}).") from exc
+    if file.file_format == "xlsx":
+        return _read_excel(kind, file, source)
+    return _read_csv(kind, file, source)
 
 
 def latest_timestamp(files: list[SourceFile], column: str) -> datetime | None:

@@ -62,15 +62,29 @@ class CsvOptions(_Strict):
     decimal: Literal[".", ","] = "."
 
 
+#: The raw column a generated row number is read from (``generated = "row_number"``).
+ROW_NUMBER_SOURCE = "_row_number"
+
+
 class ColumnSpec(_Strict):
     """One warehouse column: where it comes from, its type, its role and its rules."""
 
     name: str
-    description: str = Field(min_length=3)
+    #: Becomes the warehouse column comment; left out, the comment says where the column came from.
+    description: str = ""
     type: ColumnType
     role: Role
     source: str | None = None
     product_of: list[str] | None = Field(None, min_length=2)
+    #: ``row_number``: the row's number in the source (1, 2, ... over its files), for a file without a key.
+    generated: Literal["row_number"] | None = None
+    #: Text removed before a value is parsed: thousands separators (``","``), currency signs, stray ``_``.
+    remove: list[str] | None = Field(None, min_length=1)
+    #: A number multiplied into the value once parsed: 12 turns a monthly income into an annual one,
+    #: 0.01 a percentage into a share. Rules (min, max, greater_than) judge the scaled value.
+    scale: float | None = None
+    #: A yes/no column that says whether the customer holds a product (cross-sell reads these only).
+    product: bool = False
     unit: str | None = None
     measure: Measure | None = None
     required: bool = False
@@ -95,6 +109,16 @@ class ColumnSpec(_Strict):
     def _consistent(self) -> ColumnSpec:
         if self.source is not None and self.product_of is not None:
             raise ValueError("give either 'source' or 'product_of', not both")
+        if self.generated is not None and (self.source is not None or self.product_of is not None):
+            raise ValueError("a generated column has no 'source' or 'product_of'")
+        if self.generated is not None and self.type != "int":
+            raise ValueError("a generated row number has type 'int'")
+        if self.scale is not None and self.type != "float":
+            raise ValueError("a scaled value is a number with decimals: type must be 'float'")
+        if any(not text for text in self.remove or []):
+            raise ValueError("'remove' lists text to remove: an empty string removes nothing")
+        if self.product and (self.type != "bool" or not self.name.startswith("has_")):
+            raise ValueError("a product flag is a yes/no column named has_<product>: type 'bool' and a has_ name")
         if self.role == "target":
             if self.positive is None:
                 raise ValueError("a target column needs 'positive': the source value that means default")
@@ -111,6 +135,13 @@ class ColumnSpec(_Strict):
             raise ValueError("a column with a 'measure' is an amount: type must be 'int' or 'float'")
         if self.mapping_default is not None and self.mapping is None:
             raise ValueError("'mapping_default' needs a 'mapping'")
+        if not self.description.strip():
+            origin = (
+                "the row's number in its source"
+                if self.generated
+                else " x ".join(f"file column '{source}'" for source in self.source_columns)
+            )
+            return self.model_copy(update={"description": f"{self.name}, from {origin} (the spec has no description)."})
         return self
 
     @property
@@ -128,6 +159,8 @@ class ColumnSpec(_Strict):
         """The source file's columns this column is read from."""
         if self.product_of is not None:
             return list(self.product_of)
+        if self.generated is not None:
+            return [ROW_NUMBER_SOURCE]
         return [self.source if self.source is not None else self.name]
 
     @property
@@ -170,10 +203,21 @@ class WideSnapshots(_Strict):
         return self
 
 
-class SourceSpec(_Strict):
-    """One source: its files, how to read them, and its columns."""
+_TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
-    files: list[str] = Field(min_length=1)
+
+class SourceSpec(_Strict):
+    """One source: its files, how to read them, and its columns.
+
+    A source is either ``files`` read as they are, or a ``query``: read-only DuckDB SQL over the
+    named ``tables`` (each a file, read with this source's ``csv`` options), for exports of
+    several related tables (transactions per account, accounts per client). The query sees those
+    tables and nothing else: no other file, no network.
+    """
+
+    files: list[str] = Field(default_factory=list)
+    tables: dict[str, str] | None = None
+    query: str | None = None
     format: Literal["csv", "parquet", "xlsx"] | None = None
     csv: CsvOptions = Field(default_factory=CsvOptions)
     sheet: str | None = None
@@ -185,6 +229,15 @@ class SourceSpec(_Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> SourceSpec:
+        if self.query is None and not self.files:
+            raise ValueError("a source needs 'files', or 'tables' and a 'query' over them")
+        if self.query is not None and (self.files or not self.tables):
+            raise ValueError("a query source names its files in 'tables' (name = file), not in 'files'")
+        if self.tables is not None and self.query is None:
+            raise ValueError("'tables' are read by a 'query': give one")
+        for table in self.tables or {}:
+            if not _TABLE_NAME.match(table):
+                raise ValueError(f"table name '{table}' must be snake_case, so the query can name it unquoted")
         seen: set[str] = set()
         for column in self.columns:
             if column.name in seen:
@@ -295,26 +348,60 @@ def load_spec(name_or_path: str | Path) -> tuple[DatasetSpec, str]:
 
 
 def parse_spec(text: str, label: str) -> DatasetSpec:
-    """Parse TOML (``.toml``) or YAML (anything else) text into a validated spec."""
+    """Parse TOML (``.toml``) or YAML (anything else) text into a validated spec.
+
+    Every problem is reported at once, each at a place a person can find: a column by its
+    ``name`` (``customers.columns['age'].type``), a syntax error by its line.
+    """
     try:
         if label.endswith(".toml"):
             data = tomllib.loads(text)
         else:
             data = yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+    except tomllib.TOMLDecodeError as exc:
         reason = str(exc).splitlines()[0]
         raise SpecError(f"Spec {label} does not parse: {reason}.") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"Spec {label} does not parse{where}: {problem}.") from exc
     if not isinstance(data, dict):
         raise SpecError(f"Spec {label} must be a mapping of keys to values at the top level.")
     try:
         return DatasetSpec.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key (check its spelling against the spec format in the README)"
-        elif error["type"] == "missing":
-            message = "this key is required"
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-        raise SpecError(f"Spec {label}: {where}: {message}{more}.") from exc
+        by_place: dict[str, str] = {}
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "unknown key (check its spelling against the spec format in the README)"
+            elif error["type"] == "missing":
+                message = "this key is required"
+            place = _where(error["loc"], data)
+            if place in by_place:  # a value of a union type fails each branch: one problem, its branches joined
+                by_place[place] += " or " + message.removeprefix("Input should be ")
+            else:
+                by_place[place] = message
+        problems = [f"{place}: {message}" for place, message in by_place.items()]
+        if len(problems) == 1:
+            raise SpecError(f"Spec {label}: {problems[0]}.") from exc
+        raise SpecError(f"Spec {label} has {len(problems)} problems: {'; '.join(problems)}.") from exc
+
+
+def _where(location: tuple, data: object) -> str:
+    """A validation error's place, with list items named by their ``name``: ``customers.columns['age'].type``."""
+    where = ""
+    node: object = data
+    for index, part in enumerate(location):
+        if index and not isinstance(node, dict | list):
+            break  # past the value itself: pydantic names the union's branches (str, list[str])
+        if isinstance(part, int) and isinstance(node, list):
+            item = node[part] if part < len(node) else None
+            name = item.get("name") if isinstance(item, dict) else None
+            where += f"[{name!r}]" if isinstance(name, str) else f"[{part}]"
+            node = item
+        else:
+            where += ("." if where else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return where or "(top level)"

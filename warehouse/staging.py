@@ -112,6 +112,14 @@ def _polars_cast_native(value: pl.Expr, column: ColumnSpec, dtype: pl.DataType |
     return value.cast(polars_type(column), strict=False)
 
 
+def _polars_cleaned(raw: pl.Expr, column: ColumnSpec) -> pl.Expr:
+    """The raw value as trimmed text, with the spec's ``remove`` texts taken out."""
+    text = raw.cast(pl.String)
+    for unwanted in column.remove or []:
+        text = text.str.replace_all(unwanted, "", literal=True)
+    return text.str.strip_chars()
+
+
 def _polars_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> pl.Expr:
     raw = pl.col(source)
     dtype = schema[source]
@@ -123,7 +131,7 @@ def _polars_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvO
         # A value that is neither a default nor a non-default one is null, and quarantined.
         return pl.when(defaulted).then(True).when(label.is_in(column.negative_values)).then(False)
     if column.mapping is not None:
-        text = raw.cast(pl.String).str.strip_chars()
+        text = _polars_cleaned(raw, column)
         mapped = text.replace(column.mapping)
         if column.mapping_default is not None:
             mapped = (
@@ -132,8 +140,8 @@ def _polars_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvO
                 .otherwise(pl.when(text.is_not_null()).then(pl.lit(column.mapping_default)))
             )
         return _polars_cast_text(mapped, column, csv.decimal)
-    if _is_text(dtype):
-        return _polars_cast_text(raw.cast(pl.String).str.strip_chars(), column, csv.decimal)
+    if _is_text(dtype) or column.remove:
+        return _polars_cast_text(_polars_cleaned(raw, column), column, csv.decimal)
     return _polars_cast_native(raw, column, dtype)
 
 
@@ -148,6 +156,8 @@ def polars_typed(column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> pl.E
         expr = product if column.type == "float" else _polars_cast_native(product, column)
     else:
         expr = _polars_single(column.source_columns[0], column, schema, csv)
+    if column.scale is not None:
+        expr = expr * column.scale
     return expr.cast(polars_type(column)).alias(column.name)
 
 
@@ -196,7 +206,10 @@ def _sql_cast_native(value: str, column: ColumnSpec, dtype: pl.DataType | None =
 
 def _sql_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> str:
     raw = quote_ident(source)
-    text = f"trim(CAST({raw} AS VARCHAR))"
+    text = f"CAST({raw} AS VARCHAR)"
+    for unwanted in column.remove or []:
+        text = f"replace({text}, {sql_literal(unwanted)}, '')"
+    text = f"trim({text})"
     if column.role == "target":
         label = f"lower({text})"
         positive = ", ".join(sql_literal(value) for value in column.positive_values)
@@ -210,7 +223,7 @@ def _sql_single(source: str, column: ColumnSpec, schema: pl.Schema, csv: CsvOpti
         mapped = f"(CASE {text} {whens} WHEN NULL THEN NULL ELSE {fallback} END)"
         mapped = f"(CASE WHEN {raw} IS NULL THEN NULL ELSE {mapped} END)"
         return _sql_cast_text(mapped, column, csv.decimal)
-    if _is_text(schema[source]):
+    if _is_text(schema[source]) or column.remove:
         return _sql_cast_text(text, column, csv.decimal)
     return _sql_cast_native(raw, column, schema[source])
 
@@ -223,6 +236,8 @@ def sql_typed(column: ColumnSpec, schema: pl.Schema, csv: CsvOptions) -> str:
         expr = product if column.type == "float" else _sql_cast_native(f"({product})", column)
     else:
         expr = _sql_single(column.source_columns[0], column, schema, csv)
+    if column.scale is not None:
+        expr = f"({expr}) * {column.scale!r}"
     return f"CAST({expr} AS {_SQL_TYPES[column.type]}) AS {quote_ident(column.name)}"
 
 
@@ -311,7 +326,7 @@ def can_fail_to_parse(column: ColumnSpec, schema: pl.Schema) -> bool:
     if column.role == "target":
         return False  # a present value always compares to true or false
     dtype = schema[column.source_columns[0]]
-    if _is_text(dtype):
+    if _is_text(dtype) or column.remove:
         return column.type != "string"
     if column.type == "float" and dtype.is_float():
         return True  # a stored NaN or infinity is no number
@@ -327,6 +342,7 @@ def _allowed_screen(column: ColumnSpec, schema: pl.Schema) -> pl.Expr | None:
         column.type == "string"
         and column.role != "target"
         and column.mapping is None
+        and column.remove is None
         and column.product_of is None
         and schema[source] == pl.String
     )

@@ -35,6 +35,8 @@ MAX_TEXT_ID_LENGTH = 100
 register(
     customer_key_type="SELECT data_type FROM duckdb_columns() WHERE table_name = 'mart_customer_profile' "
     "AND column_name = 'customer_id'",
+    customer_meta_columns="SELECT column_name FROM duckdb_columns() WHERE table_name = 'meta_columns'",
+    customer_declared_products="SELECT column_name FROM meta_columns WHERE is_product_flag",
     customer_objects="SELECT table_name AS name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views()",
     customer_profile="SELECT * FROM mart_customer_profile WHERE customer_id = $customer_id",
     # Balances and limits of the products held, and the product flags; the log_ model inputs and
@@ -122,6 +124,14 @@ def search_for(text: str | None) -> str:
     return "?" + urlencode({"customer_id": text}) if text else ""
 
 
+def product_flags(data: WarehouseReader, holdings: dict) -> list[str]:
+    """The product flags the spec declared (``product = true``); a warehouse built before flags were
+    declared counts its ``has_*`` columns, as it did then."""
+    if "is_product_flag" in data.query("customer_meta_columns").get_column("column_name").to_list():
+        return data.query("customer_declared_products").get_column("column_name").to_list()
+    return [k for k in holdings if k.startswith("has_")]
+
+
 def look_up(data: WarehouseReader, customer_id: int | str) -> CustomerView | None:
     """The customer's view, or None when the warehouse has no such customer."""
     profile = data.query("customer_profile", customer_id=customer_id)
@@ -146,7 +156,7 @@ def look_up(data: WarehouseReader, customer_id: int | str) -> CustomerView | Non
         persona_name=names.get(row["persona_key"], row["persona_name"]),
         has_personas=has_personas,
         balances={k: v for k, v in holdings.items() if k != "customer_id" and not k.startswith("has_")},
-        has_product_flags=any(k.startswith("has_") for k in holdings),
+        has_product_flags=bool(product_flags(data, holdings)),
         scores=scores.row(0, named=True) if scores is not None and scores.height else None,
         has_risk_model=has_risk_model,
         months=data.query("customer_months", customer_id=customer_id),
