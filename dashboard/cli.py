@@ -518,6 +518,36 @@ def cmd_specs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_spec(args: argparse.Namespace) -> int:
+    """``spec draft``: a commented starting spec guessed from the files, to stdout or ``--out``."""
+    from warehouse.draft import draft_spec
+    from warehouse.errors import SpecError
+
+    data_dir = Path(args.data_dir) if args.data_dir is not None else None
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:
+        if out.suffix.lower() != ".toml":
+            raise SpecError(f"--out {out}: the draft is TOML, so its file name must end in .toml.")
+        if out.exists() and not args.force:
+            raise SpecError(f"--out {out} exists; pass --force to replace it, or name another file.")
+    text = draft_spec([Path(name) for name in args.files], data_dir, out_name=str(out or "SPEC.toml"))
+    if out is None:
+        sys.stdout.write(text)
+        return 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.draft-{os.getpid()}")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    todos = text.count("TODO")
+    _say(
+        f"Wrote {out}: edit its {todos} TODOs and check its guesses, then build it with the command in its first lines."
+    )
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------
 
 
@@ -697,6 +727,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)
+
+    spec = commands.add_parser("spec", help="write a starting dataset spec from a bank's files (spec draft)")
+    spec_actions = spec.add_subparsers(dest="action", metavar="ACTION", required=True)
+    draft = spec_actions.add_parser(
+        "draft", help="guess a commented spec (delimiter, encoding, types, id, target, roles) for you to edit"
+    )
+    draft.add_argument("files", nargs="+", metavar="FILE", help="the data files (CSV or other text, Parquet, .xlsx)")
+    draft.add_argument(
+        "--data-dir", help="the folder the spec's file names are relative to (default: the files' folder)"
+    )
+    draft.add_argument("--out", help="write the spec to this .toml file instead of stdout")
+    draft.add_argument("--force", action="store_true", help="with --out: replace an existing file")
+    spec.set_defaults(handler=cmd_spec)
     return parser
 
 
