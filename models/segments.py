@@ -38,7 +38,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from warehouse.features import TARGET
 
-from .personas import GENERIC_STRATEGY, describe, match_archetypes
+from .personas import ARCHETYPES, GENERIC_STRATEGY, describe, match_archetypes
 
 K_RANGE = range(2, 9)
 SEARCH_SAMPLE = 20_000
@@ -427,7 +427,9 @@ def _summary(
 def _carry_over(
     summary: pl.DataFrame, centroids: np.ndarray, choice: FeatureChoice, prep: Pipeline, previous: list[PreviousSegment]
 ) -> pl.DataFrame:
-    """Match segments to the previous run's by centroid (Hungarian); matched ones keep key and name."""
+    """Match segments to the previous run's by centroid (Hungarian); matched ones keep their key, and
+    their name while it still holds: an archetype's name only while the segment still shows that
+    archetype's defining features (a name given by an older, laxer rule must not outlive it)."""
     old_means = np.array(
         [[segment.centroid.get(c, np.nan) for c in choice.columns] for segment in previous], dtype=float
     )
@@ -435,10 +437,15 @@ def _carry_over(
     cost = np.linalg.norm(centroids[:, None, :] - old_scaled[None, :, :], axis=2)
     keys = summary.get_column("segment_key").to_list()
     names = summary.get_column("persona_name").to_list()
+    archetypes = summary.get_column("archetype").to_list()
+    archetype_names = {archetype.name for archetype in ARCHETYPES}
     matched = [False] * len(keys)
     for new, old in zip(*linear_sum_assignment(cost), strict=True):
         if cost[new, old] <= MATCH_DISTANCE:
-            keys[new], names[new], matched[new] = previous[old].segment_key, previous[old].persona_name, True
+            keys[new], matched[new] = previous[old].segment_key, True
+            earlier = previous[old].persona_name
+            if earlier == archetypes[new] or (earlier not in archetype_names and archetypes[new] is None):
+                names[new] = earlier
     numbers = [int(s.segment_key[1:]) for s in previous if s.segment_key[1:].isdigit()]
     next_number = 1 + max(numbers, default=0)
     for i, is_matched in enumerate(matched):

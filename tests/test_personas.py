@@ -167,3 +167,38 @@ def test_end_to_end_names_follow_the_profiles() -> None:
             assert r["persona_name"] == personas.describe(z[r["segment_id"]], top=2)
         else:
             assert personas.qualifies(_by_name(r["archetype"]), z[r["segment_id"]])
+
+
+def test_a_rerun_drops_an_archetype_name_the_segment_no_longer_earns() -> None:
+    """Matched segments kept the previous run's name, so a segment wrongly named Conservative
+    Seniors by the older rule kept that name with no archetype behind it."""
+    import numpy as np
+    import polars as pl
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from models.segments import FeatureChoice, PreviousSegment, _carry_over
+
+    summary = pl.DataFrame(
+        {
+            "segment_key": ["S1", "S2", "S3"],
+            "persona_name": ["Younger, short loans", "Conservative Seniors", "Long loans, large loans"],
+            "archetype": [None, "Conservative Seniors", None],
+        },
+        schema_overrides={"archetype": pl.String},
+    )
+    centroids = np.array([[0.0, 0.0], [5.0, 5.0], [10.0, 0.0]])
+    previous = [
+        PreviousSegment("S1", "Conservative Seniors", {"age": 0.0, "amount": 0.0}),  # the old rule's mistake
+        PreviousSegment("S2", "Conservative Seniors", {"age": 5.0, "amount": 5.0}),
+        PreviousSegment("S3", "Big Spenders (renamed long ago)", {"age": 10.0, "amount": 0.0}),
+    ]
+    choice = FeatureChoice(columns=["age", "amount"], log_columns=[], left_out={})
+    prep = Pipeline([("identity", FunctionTransformer())])
+    carried = _carry_over(summary, centroids, choice, prep.fit(np.zeros((1, 2))), previous)
+    assert carried.get_column("segment_key").to_list() == ["S1", "S2", "S3"]
+    assert carried.get_column("persona_name").to_list() == [
+        "Younger, short loans",
+        "Conservative Seniors",
+        "Big Spenders (renamed long ago)",
+    ]
