@@ -90,8 +90,12 @@ class RiskScorer:
         return scored | {"decision": decision, "decision_reason": why, "policy_version": policy.version}
 
     def _score_slowly(self, applicant: dict) -> dict:
-        row = {"customer_id": applicant.get("customer_id", 0)} | {c: applicant.get(c) for c in self.features.columns}
-        schema = {"customer_id": pl.Int64} | {
+        # The key only ties the row to its reasons: text, so numeric and text ids (C-00017) both fit.
+        key = applicant.get("customer_id")
+        row = {"customer_id": "applicant" if key is None else str(key)} | {
+            c: applicant.get(c) for c in self.features.columns
+        }
+        schema = {"customer_id": pl.String} | {
             c: pl.String if c in self.features.categorical else pl.Float64 for c in self.features.columns
         }
         return self.score_frame(pl.DataFrame([row], schema=schema)).row(0, named=True)

@@ -197,6 +197,8 @@ def test_one_applicant_scores_like_the_table(trained: Path) -> None:
     assert 0 < result["pd"] < 1
     scorer.fast = None  # the pipeline path gives the same answer
     assert scorer.score_applicant(odd)["pd"] == pytest.approx(result["pd"], abs=1e-9)
+    # ... whatever the applicant's key: it typed the key as a number, and a text id (C-00017) failed.
+    assert scorer.score_applicant(odd | {"customer_id": "C-00017"})["pd"] == pytest.approx(result["pd"], abs=1e-9)
 
 
 def _population(score: list[float], pd: list[float], dti: list[float], flagged: list[bool]) -> PolicyPopulation:
