@@ -384,6 +384,24 @@ def test_pipes_bom_thousands_currency_and_placeholders(tmp_path: Path) -> None:
     ]
 
 
+def test_currency_signs_and_spaces_in_a_decimal_comma_file(tmp_path: Path) -> None:
+    """1 234,50 € (a no-break space between the thousands) is a decimal comma, not a text column."""
+    lines = ["id;amount"] + [f"{i};{i}\u00a0{100 + i},50 €" for i in range(1, 31)] + ["31;12,00 €"]
+    _write(tmp_path / "euro.csv", lines)
+    text = draft_spec([tmp_path / "euro.csv"], tmp_path)
+    customers = _parsed(text).customers
+    assert customers is not None and customers.csv.decimal == ","
+    if not _has("remove"):
+        return
+    assert set(_column(customers, "amount").remove or []) == {"\u00a0", " ", "€"}
+    summary, db = _build(_edited(text), tmp_path, tmp_path)
+    assert _quarantined(summary) == 0
+    assert _rows(db, "SELECT amount FROM stg_customers WHERE customer_id IN (2, 31) ORDER BY customer_id") == [
+        (2102.5,),
+        (12.0,),
+    ]
+
+
 def test_older_spec_format_gets_comments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Where the spec format lacks generated, remove, scale or product, the draft writes them as
     comments and still parses."""

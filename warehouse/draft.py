@@ -70,6 +70,7 @@ _REMOVABLE = {
     "$", "€", "£", "¥", "₹", "%", "'", "eur", "usd", "gbp", "chf", "czk", "kč", "pln", "sek", "nok", "dkk",
     "cad", "aud", "jpy", "inr", "dm", "nt$",
 }  # fmt: skip
+_CURRENCY_PATTERN = r"(?i)[\s$€£¥₹%']|eur|usd|gbp|chf|czk|kč"
 
 _DATE_FORMATS = (
     "%Y-%m-%d",
@@ -533,9 +534,9 @@ def _guess_number(col: _Column, present: pl.Series, decimal: str, allow_remove: 
             for piece in _STRAY.findall(value):
                 if piece.strip():
                     stray[piece.strip()] += 1
-                if any(ch.isspace() for ch in piece):
-                    stray[" "] += 1
-        if any(piece.lower() not in _REMOVABLE and piece != " " for piece in stray):
+                for space in {ch for ch in piece if ch.isspace()}:  # 1 234 or 1\u00a0234
+                    stray[space] += 1
+        if any(piece.lower() not in _REMOVABLE and not piece.isspace() for piece in stray):
             return False  # letters that are no currency: a code such as LP001002, not a number
         remove.extend(piece for piece, _ in stray.most_common(6) if piece not in remove)
         if remove:
@@ -954,6 +955,7 @@ def _file_decimal(frame: pl.DataFrame, delimiter: str) -> str:
     comma = dot = 0
     for name in frame.columns:
         values = frame.get_column(name).head(5_000).str.strip_chars().drop_nulls()
+        values = values.str.replace_all(_CURRENCY_PATTERN, "")  # 1 234,50 € is a decimal comma too
         clear = ~values.str.contains(ambiguous)
         comma += int((values.str.contains(_DECIMAL_COMMA.pattern) & clear).sum())
         comma += int(values.str.contains(r"^[+-]?\d{1,3}(\.\d{3})+,\d+$").sum())
@@ -1067,8 +1069,13 @@ def _set_key(draft: _FileDraft) -> _Column:
     if key.type == "string":
         examples = ", ".join(_quoted(v) for v in key.present.head(3).to_list())
         key.notes.append(f"Text keys (e.g. {examples}): kept as text.")
-    if draft.kind == "customers":
-        key.notes.append("Key: one row per customer (every value in the sample is distinct).")
+    if draft.kind == "customers" and draft.sample.complete:
+        key.notes.append("Key: one row per customer (every value in the file is distinct).")
+    elif draft.kind == "customers":
+        key.notes.append(
+            f"Key: one row per customer, as far as the first {key.rows:,} rows show (their values are distinct); "
+            "the build quarantines a later duplicate (duplicate_key)."
+        )
     return key
 
 
@@ -1148,7 +1155,7 @@ def _num(value: float | int | None) -> str:
         return "?"
     if float(value).is_integer():
         return f"{int(value):,}"
-    return f"{value:,.4g}" if abs(value) < 1_000 else f"{value:,.0f}"
+    return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}" if abs(value) < 1_000_000 else f"{value:,.0f}"
 
 
 def _value_list(counts: list[tuple[str, int]], limit: int = 12) -> str:
