@@ -262,6 +262,7 @@ CORPUS = [
         None,
         ("built", 3, {}),
     ),
+    ("two blank header names", _lines("1,34,1,2020-01-15,retail,x,y", header=HEADER + ",,"), None, ("built", 1, {})),
     (
         "a huge field",
         _lines("1,34,1,2020-01-15,retail," + "x" * 300_000, header=HEADER + ",note"),
@@ -686,3 +687,20 @@ def test_every_public_dataset_builds_and_trains_from_its_builtin_spec(
         "statistics": "statistics",
     }
     assert ran == {names[c] for c in supported}
+
+
+def test_scale_on_long_snapshots_turns_a_percentage_into_the_share_rules_read(build: Builder, tmp_path: Path) -> None:
+    """``scale`` was refused on long-format snapshots, so a utilization in percent could not drive
+    the high-utilization rule (which reads a share: 0.9)."""
+    spec = NO_TARGET_WITH_SNAPSHOTS.replace(
+        'name = "days_past_due"\ntype = "int"\nrole = "numeric"',
+        'name = "utilization"\nsource = "util_pct"\ntype = "float"\nrole = "numeric"\nremove = ["%"]\nscale = 0.01',
+    )
+    (tmp_path / "c.csv").write_text("customer_id,age,annual_income,has_records\nC1,40,50000,no\nC2,50,60000,no\n")
+    (tmp_path / "s.csv").write_text(
+        "customer_id,period,util_pct\nC1,2026-01-01,20%\nC1,2026-02-01,95%\nC2,2026-01-01,50%\nC2,2026-02-01,50%\n"
+    )
+    db = build("no-target", tmp_path, tmp_path / "s.duckdb", spec_text=spec).db_path
+    with duckdb.connect(str(db), read_only=True) as con:
+        latest = con.execute("SELECT customer_id, latest_utilization FROM customers ORDER BY 1").fetchall()
+    assert latest == [("C1", pytest.approx(0.95)), ("C2", pytest.approx(0.5))]

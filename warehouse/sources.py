@@ -256,6 +256,9 @@ def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
         )
     header, records, problems = _split_records(text, options.delimiter)
     del text
+    # A blank header (a saved row index, as in German Credit) becomes ``unnamed_<position>``, before
+    # the frame is made: two blank names would otherwise collapse into one column.
+    header = [name if name.strip() else f"unnamed_{position}" for position, name in enumerate(header)]
     _check_header(kind, file, header)
     if not records:
         raise SourceError(f"{kind}: file {file.label} has a header but no data rows.")
@@ -271,7 +274,7 @@ def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
         for index, message in problems:
             messages[index] = message
         frame = frame.with_columns(pl.Series(PARSE_ERROR, messages, dtype=pl.String))
-    return _name_blank_headers(frame)
+    return frame
 
 
 def _split_records(text: str, delimiter: str) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
