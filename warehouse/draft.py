@@ -38,10 +38,8 @@ from pathlib import Path
 import polars as pl
 
 from .errors import SourceError, SpecError
+from .sources import check_header
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, ColumnSpec, SourceSpec, parse_spec
-
-# A whole-file field is still one field (see warehouse.sources).
-csv.field_size_limit(2**31 - 1)
 
 #: Rows read from each file to guess from; the comments say when a file has more.
 SAMPLE_ROWS = 50_000
@@ -199,7 +197,7 @@ def _read_text(path: Path, label: str) -> _Sample:
     header = next(reader, [])
     if not any(name.strip() for name in header):
         raise SourceError(f"File {label} has no header line: its first line should name the columns.")
-    _check_header(label, header)
+    check_header(f"File {label}", header)
     width = len(header)
     records: list[list[str]] = []
     ragged = 0
@@ -294,17 +292,6 @@ def _detect_delimiter(text: str, suffix: str) -> str:
         if best is None or score > best:
             best, chosen = score, delimiter
     return chosen
-
-
-def _check_header(label: str, header: list[str]) -> None:
-    seen: dict[str, int] = {}
-    for position, name in enumerate(header, start=1):
-        if name.strip() and name in seen:
-            raise SourceError(
-                f"File {label} has two columns named '{name}' (columns {seen[name]} and {position}); "
-                "rename one in the file so the spec can tell them apart."
-            )
-        seen[name] = position
 
 
 def _read_parquet(path: Path, label: str) -> _Sample:

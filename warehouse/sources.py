@@ -259,7 +259,7 @@ def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
     # A blank header (a saved row index, as in German Credit) becomes ``unnamed_<position>``, before
     # the frame is made: two blank names would otherwise collapse into one column.
     header = [name if name.strip() else f"unnamed_{position}" for position, name in enumerate(header)]
-    _check_header(kind, file, header)
+    check_header(f"{kind}: file {file.label}", header)
     if not records:
         raise SourceError(f"{kind}: file {file.label} has a header but no data rows.")
     frame = pl.DataFrame(records, schema=[(name, pl.String) for name in header], orient="row")
@@ -303,12 +303,13 @@ def _split_records(text: str, delimiter: str) -> tuple[list[str], list[list[str]
     return header, records, problems
 
 
-def _check_header(kind: str, file: SourceFile, header: list[str]) -> None:
+def check_header(where: str, header: list[str]) -> None:
+    """Stop at a header that names a column twice: ``where`` begins the sentence ("customers: file x.csv")."""
     seen: dict[str, int] = {}
     for position, name in enumerate(header, start=1):
         if name.strip() and name in seen:
             raise SourceError(
-                f"{kind}: file {file.label} has two columns named '{name}' (columns {seen[name]} and {position}); "
+                f"{where} has two columns named '{name}' (columns {seen[name]} and {position}); "
                 "rename one in the file so the spec can tell them apart."
             )
         seen[name] = position
