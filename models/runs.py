@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from warehouse import __version__
 from warehouse.db import connect_for_build, first_line
 from warehouse.dictionary import comment_columns, comment_table
 from warehouse.errors import SegriskError
+from warehouse.locks import exclusive_writer
 from warehouse.marts import refresh_customer_profile, refresh_fact_marts
 
 from .warehouse_io import has_table
@@ -109,31 +111,49 @@ def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
-    """Apply ``write`` to a copy of the warehouse and swap the copy in only when it succeeded."""
+    """Apply ``write`` to a copy of the warehouse and swap the copy in only when it succeeded.
+
+    The copy is taken under the warehouse's write lock: a build or another run writing at the
+    same time is waited for, and this run starts from its result, so neither is lost.
+    """
     if not db_path.exists():
         raise ModelError(f"No warehouse at {db_path}: run `segrisk build` first, or pass --db with the file's path.")
     temp_path = db_path.with_name(f".{db_path.name}.training-{os.getpid()}")
-    try:
-        # Inside the try: an interrupt or a full disk during the copy must not leave the copy behind.
-        shutil.copyfile(db_path, temp_path)
-        con = connect_for_build(temp_path)
-        try:
-            ensure_runs_table(con)
-            from .app_state_sync import copy_app_state  # imports the stores, which import this module
 
-            copy_app_state(con, db_path)
-            write(con)
-            refresh_customer_profile(con)  # the dashboard's filters follow the new personas, grades, alerts
-            refresh_fact_marts(con)
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-        os.replace(temp_path, db_path)
-    except duckdb.Error as exc:
-        temp_path.unlink(missing_ok=True)
-        raise ModelError(
-            f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged."
-        ) from exc
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
+    def remove_copy() -> None:  # and the .wal DuckDB may have left beside it
+        for candidate in (temp_path, temp_path.with_name(temp_path.name + ".wal")):
+            candidate.unlink(missing_ok=True)
+
+    with exclusive_writer(db_path):
+        if not db_path.exists():  # removed while this run waited
+            raise ModelError(
+                f"No warehouse at {db_path}: run `segrisk build` first, or pass --db with the file's path."
+            )
+        try:
+            # Inside the try: an interrupt or a full disk during the copy must not leave the copy behind.
+            os.close(os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            os.chmod(temp_path, 0o600)  # owner-only while it is being written, even if it was there
+            shutil.copyfile(db_path, temp_path)
+            con = connect_for_build(temp_path)
+            try:
+                ensure_runs_table(con)
+                from .app_state_sync import copy_app_state  # imports the stores, which import this module
+
+                copy_app_state(con, db_path)
+                write(con)
+                refresh_customer_profile(con)  # the dashboard's filters follow the new personas, grades, alerts
+                refresh_fact_marts(con)
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.chmod(temp_path, stat.S_IMODE(os.stat(db_path).st_mode))  # the warehouse keeps its mode
+            os.replace(temp_path, db_path)
+            remove_copy()
+        except duckdb.Error as exc:
+            remove_copy()
+            raise ModelError(
+                f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged."
+            ) from exc
+        except BaseException:
+            remove_copy()
+            raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -51,6 +52,7 @@ from .features import (
     transaction_features,
 )
 from .history import carry_over_history
+from .locks import exclusive_writer
 from .marts import build_customer_months, refresh_customer_profile, refresh_fact_marts
 from .sources import (
     QueryScan,
@@ -218,34 +220,40 @@ def build_warehouse(
     say = progress or (lambda _message: None)
     db_path = db_path.resolve()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
-    _remove_database(temp_path)
-    say(f"Building {db_path.name} from spec '{spec.name}' (data: {data_dir})")
-    try:
-        con = connect_for_build(temp_path)
+    # One writer at a time: a model run or build finishing meanwhile would otherwise be lost.
+    with exclusive_writer(db_path, say):
+        temp_path = db_path.with_name(f".{db_path.name}.building-{os.getpid()}")
+        _remove_database(temp_path)
+        say(f"Building {db_path.name} from spec '{spec.name}' (data: {data_dir})")
         try:
-            summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
-            con.execute("CHECKPOINT")
-        finally:
-            con.close()
-        os.replace(temp_path, db_path)
-        return summary
-    except SegriskError:
-        _remove_database(temp_path)
-        raise
-    except duckdb.Error as exc:
-        _remove_database(temp_path)
-        raise BuildError(
-            f"The build failed in DuckDB: {first_line(exc)}; the previous warehouse is unchanged."
-        ) from exc
-    except pl.exceptions.PolarsError as exc:
-        _remove_database(temp_path)
-        raise BuildError(
-            f"The build failed in Polars: {first_line(exc)}; the previous warehouse is unchanged."
-        ) from exc
-    except BaseException:
-        _remove_database(temp_path)
-        raise
+            con = connect_for_build(temp_path)
+            try:
+                created_mode = stat.S_IMODE(os.stat(temp_path).st_mode)
+                os.chmod(temp_path, 0o600)  # owner-only while it is being written
+                summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
+                con.execute("CHECKPOINT")
+            finally:
+                con.close()
+            os.chmod(temp_path, created_mode)  # the warehouse as the user's umask makes new files
+            os.replace(temp_path, db_path)
+            _remove_database(temp_path)  # a .wal DuckDB may have left beside it
+            return summary
+        except SegriskError:
+            _remove_database(temp_path)
+            raise
+        except duckdb.Error as exc:
+            _remove_database(temp_path)
+            raise BuildError(
+                f"The build failed in DuckDB: {first_line(exc)}; the previous warehouse is unchanged."
+            ) from exc
+        except pl.exceptions.PolarsError as exc:
+            _remove_database(temp_path)
+            raise BuildError(
+                f"The build failed in Polars: {first_line(exc)}; the previous warehouse is unchanged."
+            ) from exc
+        except BaseException:
+            _remove_database(temp_path)
+            raise
 
 
 def _sorted_by_customer_then(raw: pl.LazyFrame, source: SourceSpec, time_column: str | None) -> bool:
