@@ -26,9 +26,11 @@ import html
 import os
 import secrets
 import time
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, current_app, g, has_request_context, redirect, request, session
 from werkzeug.security import check_password_hash
@@ -239,7 +241,7 @@ def install(server: Flask, target: AppState) -> None:
             return None
         if request.path.startswith("/_dash-") or request.method != "GET":
             return Response("Sign in first.", status=401)
-        return redirect(f"/login?next={request.full_path.rstrip('?')}")
+        return redirect(f"/login?next={quote(request.full_path.rstrip('?'), safe='/?=')}")
 
     @server.route("/login", methods=["GET", "POST"])
     def _login() -> Response | str:
@@ -248,8 +250,7 @@ def install(server: Flask, target: AppState) -> None:
         name = request.form.get("username", "")[:64]
         message = _sign_in(target, name, request.form.get("password", ""))
         if message is None:
-            destination = request.args.get("next", "/")
-            return redirect(destination if destination.startswith("/") and not destination.startswith("//") else "/")
+            return redirect(safe_next(request.args.get("next")))
         return Response(_login_page(message), status=401, mimetype="text/html")
 
     @server.route("/logout")
@@ -258,6 +259,24 @@ def install(server: Flask, target: AppState) -> None:
             audit("logout")
         session.clear()
         return redirect("/login")
+
+
+def safe_next(destination: str | None) -> str:
+    """Where to go after signing in: ``destination`` when it is a path of this site, else ``/``.
+
+    Refused first, before any parsing: control characters and whitespace (browsers drop a tab or
+    line break, so ``/%09/evil.com`` becomes ``//evil.com``; a CR/LF would split the header) and
+    backslashes (read as ``/``). Then only a single leading ``/`` with no scheme and no host."""
+    if not destination or len(destination) > 2_000:
+        return "/"
+    if any(ch.isspace() or ch == "\\" or unicodedata.category(ch).startswith("C") for ch in destination):
+        return "/"
+    if not destination.startswith("/") or destination.startswith("//"):
+        return "/"
+    parts = urlsplit(destination)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return destination
 
 
 def _owner_only(store_path: Path) -> None:
