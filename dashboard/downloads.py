@@ -26,6 +26,35 @@ _LOCK = threading.Lock()
 ROUTE = "/download/table/"
 
 
+#: OWASP's CSV injection advice: a text cell starting with one of these is read as a formula by
+#: spreadsheets (``=HYPERLINK(...)``, ``@SUM(...)``, ``=cmd|' /C calc'!A0``), so it gets a leading ``'``.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+#: ... unless the whole text is a plain number (``-0.25``, ``-1,200``, ``-3.5%``): no formula, left as is.
+_NUMBER = r"[+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?%?"
+_PLAIN_NUMBER = re.compile(_NUMBER)
+
+
+def safe_cell(value: object) -> object:
+    """A CSV cell that no spreadsheet runs as a formula; numbers and other non-text values unchanged.
+    Every CSV the dashboard writes goes through this (or ``safe_frame``, its column form)."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def safe_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with ``safe_cell`` applied to every text cell and column name, ready for ``write_csv``."""
+    fixed = []
+    for name, kind in frame.schema.items():
+        if kind == pl.String or isinstance(kind, pl.Categorical | pl.Enum):
+            text = pl.col(name).cast(pl.String)
+            risky = text.str.contains(r"^[=+\-@\t\r]") & ~text.str.contains(f"^{_NUMBER}$")
+            fixed.append(pl.when(risky).then(pl.lit("'") + text).otherwise(text).alias(name))
+    if fixed:
+        frame = frame.with_columns(fixed)
+    return frame.rename({name: str(safe_cell(name)) for name in frame.columns})
+
+
 def _text(value: object) -> object:
     """A cell as the CSV should hold it: components (a link, a bold figure) become their text."""
     children = getattr(value, "children", None)
@@ -44,7 +73,7 @@ def keep(filename: str, rows: list[dict], columns: list[tuple[str, str]]) -> str
     )
     token = secrets.token_urlsafe(16)
     with _LOCK:
-        _TABLES[token] = (filename, frame.write_csv())
+        _TABLES[token] = (filename, safe_frame(frame).write_csv())
         while len(_TABLES) > KEPT_TABLES:
             _TABLES.popitem(last=False)
     return ROUTE + token

@@ -18,7 +18,7 @@ import polars as pl
 from dash import dcc, html
 from flask import has_request_context
 
-from . import auth, filters, ui
+from . import auth, downloads, filters, ui
 from .data import QUERIES, WarehouseReader, register
 
 PAGE_SIZE = 25
@@ -136,7 +136,7 @@ class PagedTable:
         rows = data.query(self._query_name(sort, descending), **params, limit=max(total, 1), offset=0)
         if has_request_context():
             auth.audit("download", f"{what}; {total:,} rows")
-        return rows.write_csv()
+        return downloads.safe_frame(rows).write_csv()
 
     # -- layout --------------------------------------------------------------------------
     def layout(self, title: str = "") -> html.Div:

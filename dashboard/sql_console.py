@@ -478,11 +478,14 @@ def page_rows(result: ConsoleResult, page: int, page_size: int) -> list[dict[str
 
 
 def result_csv(result: ConsoleResult) -> str:
-    """The whole (capped) result as CSV text with a header row."""
+    """The whole (capped) result as CSV text with a header row; text that a spreadsheet would run as
+    a formula gets a leading ``'`` (``downloads.safe_cell``)."""
+    from .downloads import safe_cell  # here, not at the top: the query worker process never writes CSV
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(result.columns)
-    writer.writerows([csv_value(value) for value in row] for row in result.rows())
+    writer.writerow([safe_cell(name) for name in result.columns])
+    writer.writerows([safe_cell(csv_value(value)) for value in row] for row in result.rows())
     return out.getvalue()
 
 
