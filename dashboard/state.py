@@ -7,14 +7,19 @@ overlay them on what the warehouse says, so an edit shows at once.
 
 from __future__ import annotations
 
-from warehouse.app_state import AppState, state_path
+from warehouse.app_state import MAX_ALERT_ID, MAX_ALERT_NOTE, AppState, state_path
 
 from .data import WarehouseReader, register
 
 register(
     persona_summary="SELECT segment_key, persona_name, strategy, description, archetype, manual_underwriting, "
     "customers, share FROM ml_latest_segment_summary ORDER BY segment_id",
+    latest_alert_exists="SELECT count(*) FROM ml_latest_alerts WHERE alert_id = $alert_id",
 )
+
+
+class AcknowledgementRefused(ValueError):
+    """An acknowledgement that was not stored; the message is the sentence to show."""
 
 
 def store(data: WarehouseReader) -> AppState:
@@ -44,3 +49,18 @@ def persona_names(data: WarehouseReader) -> dict[str, str]:
 
 def acknowledged_ids(data: WarehouseReader) -> list[str]:
     return sorted(store(data).acknowledged_ids())
+
+
+def acknowledge(data: WarehouseReader, alert_id: str, *, user: str, note: str | None = None) -> None:
+    """Store an acknowledgement of an alert of the latest warnings run; anything else (an id made up
+    before its alert exists, an old run's alert, an id or note over the caps) is refused with
+    AcknowledgementRefused and nothing is stored."""
+    if not isinstance(alert_id, str) or not alert_id or len(alert_id) > MAX_ALERT_ID:
+        raise AcknowledgementRefused(f"Not acknowledged: an alert id has 1 to {MAX_ALERT_ID} characters.")
+    if note is not None and len(note) > MAX_ALERT_NOTE:
+        raise AcknowledgementRefused(f"Not acknowledged: a note has at most {MAX_ALERT_NOTE:,} characters.")
+    if not data.has("ml_latest_alerts") or not int(data.query("latest_alert_exists", alert_id=alert_id).item()):
+        raise AcknowledgementRefused(
+            f"Not acknowledged: {alert_id} is not an alert of the latest warnings run; reload the page."
+        )
+    store(data).acknowledge(alert_id, user=user, note=note)

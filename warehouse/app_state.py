@@ -101,6 +101,27 @@ API_KEY_PREFIX = "sk_"
 # -- end of scoring API keys schema ----------------------------------------------------------------
 
 
+#: Server-side caps (the browser's maxLength is only a convenience).
+MAX_PERSONA_NAME = 80
+MAX_PERSONA_STRATEGY = 500
+MAX_ALERT_ID = 200
+MAX_ALERT_NOTE = 1_000
+#: Control characters (they break PDF exports) and angle brackets (Plotly renders <a href=...> in a
+#: chart label as a live link) are not kept in persona labels.
+_UNSAFE_LABEL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f<>]")
+
+
+def persona_text(text: str, what: str, limit: int) -> str:
+    """A persona name or strategy as stored: control characters and ``<``/``>`` removed (a line
+    break or tab becomes a space), trimmed; ValueError when empty or longer than ``limit``."""
+    cleaned = _UNSAFE_LABEL_CHARS.sub(lambda m: " " if m.group() in "\t\n\r" else "", text).strip()
+    if not cleaned:
+        raise ValueError(f"the persona's {what} cannot be empty")
+    if len(cleaned) > limit:
+        raise ValueError(f"the persona's {what} has {len(cleaned):,} characters; at most {limit:,} are allowed")
+    return cleaned
+
+
 def state_path(db_path: Path) -> Path:
     """Where the store of a warehouse lives: beside it, named after it."""
     return db_path.with_name(f"{db_path.stem}.state.sqlite")
@@ -163,9 +184,8 @@ class AppState:
         """Rename a persona or set its strategy; the other field keeps its value."""
         if name is None and strategy is None:
             raise ValueError("give a new name or a new strategy")
-        for what, text in (("name", name), ("strategy", strategy)):
-            if text is not None and not text.strip():
-                raise ValueError(f"the persona's {what} cannot be empty")
+        name = None if name is None else persona_text(name, "name", MAX_PERSONA_NAME)
+        strategy = None if strategy is None else persona_text(strategy, "strategy", MAX_PERSONA_STRATEGY)
         now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         con = self._connect()
         try:
@@ -178,12 +198,19 @@ class AppState:
                     updated_by = excluded.updated_by,
                     updated_at = excluded.updated_at
                 """,
-                [segment_key, name and name.strip(), strategy and strategy.strip(), user, now],
+                [segment_key, name, strategy, user, now],
             )
         finally:
             con.close()
 
     def acknowledge(self, alert_id: str, *, user: str, note: str | None = None) -> None:
+        """Store an acknowledgement; refuses (ValueError) an id or note over the length caps. Whether
+        the alert exists is the caller's check (``dashboard.state.acknowledge``): the store does not
+        read the warehouse."""
+        if not alert_id or len(alert_id) > MAX_ALERT_ID:
+            raise ValueError(f"an alert id has 1 to {MAX_ALERT_ID} characters")
+        if note is not None and len(note) > MAX_ALERT_NOTE:
+            raise ValueError(f"a note has at most {MAX_ALERT_NOTE:,} characters")
         now = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
         con = self._connect()
         try:

@@ -19,7 +19,9 @@ from dashboard.auth import audit, can, current_user, refusal
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
-from dashboard.state import acknowledged_ids, store
+from dashboard.state import AcknowledgementRefused, acknowledged_ids
+from dashboard.state import acknowledge as record_acknowledgement
+from warehouse.app_state import MAX_ALERT_ID
 from warehouse.errors import SegriskError
 
 dash.register_page(__name__, path="/warnings", name="Early warnings", order=3)
@@ -274,6 +276,9 @@ def acknowledge(clicks: list[int | None], count: int):
         return no_update, refusal("acknowledge")
     try:
         message = acknowledge_alert(reader(), alert_id, user or "unknown")
+    except AcknowledgementRefused as exc:
+        audit("acknowledge", f"alert {str(alert_id)[:MAX_ALERT_ID]}", "refused")
+        return no_update, str(exc)
     except (SegriskError, OSError) as exc:
         return no_update, f"Could not record the acknowledgement: {exc}"
     audit("acknowledge", f"alert {alert_id}")
@@ -282,7 +287,7 @@ def acknowledge(clicks: list[int | None], count: int):
 
 def acknowledge_alert(data: WarehouseReader, alert_id: str, user: str) -> str:
     """Record the acknowledgement in the app-state store; the table and counts show it at once."""
-    store(data).acknowledge(alert_id, user=user)
+    record_acknowledgement(data, alert_id, user=user)
     return f"Alert {alert_id} acknowledged by {user}."
 
 
