@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from warehouse.app_state import MAX_PERSONA_NAME, MAX_PERSONA_STRATEGY, persona_text
 from warehouse.db import read_only
 from warehouse.features import TARGET
 from warehouse.marts import product_flag_columns
@@ -116,7 +117,16 @@ def train_segments(db_path: Path, seed: int = 42, k: int | None = None, progress
 
 
 def set_persona_label(db_path: Path, segment_key: str, *, name: str | None = None, strategy: str | None = None) -> None:
-    """Rename a persona or set its strategy, atomically, kept across re-runs."""
+    """Rename a persona or set its strategy, atomically, kept across re-runs.
+
+    The same limits and cleaning as the dashboard's store (length caps, no control characters or
+    ``<``/``>``): a name from the command line reaches the same charts and PDFs.
+    """
+    try:
+        name = None if name is None else persona_text(name, "name", MAX_PERSONA_NAME)
+        strategy = None if strategy is None else persona_text(strategy, "strategy", MAX_PERSONA_STRATEGY)
+    except ValueError as exc:
+        raise ModelError(f"Not saved: {exc}.") from exc
 
     def write(con) -> None:  # noqa: ANN001 - a DuckDB connection
         try:

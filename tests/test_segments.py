@@ -197,6 +197,11 @@ def test_personas_cli(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "S1   Everyday Bankers" in capsys.readouterr().out
     assert main(["personas", "rename", "S99", "Nobody", "--db", str(db)]) == 2
     assert "error: no segment 'S99' in this warehouse" in capsys.readouterr().err
+    # The command line keeps the dashboard store's limits: a huge or marked-up name is not saved.
+    assert main(["personas", "rename", "S1", "x" * 100_000, "--db", str(db)]) == 2
+    assert "Not saved: the persona's name has 100,000 characters; at most 80 are allowed" in capsys.readouterr().err
+    assert main(["personas", "rename", "S1", "<a href='x'>Bankers</a>\x07", "--db", str(db)]) == 0
+    assert "S1   a href='x'Bankers/a" in capsys.readouterr().out
 
 
 def test_refuses_bad_k(demo_db: Path) -> None:
