@@ -401,14 +401,26 @@ class AppState:
         outcome: str = "ok",
         now: datetime | None = None,
     ) -> int:
-        """Append one entry to the audit log (which has no way to change or remove one); returns its id."""
+        """Append one entry to the audit log (which has no way to change or remove one); returns its id.
+
+        Each text field is kept to 2,000 characters: a longer one (a refused 20 MB SQL
+        text) is cut, ending with a note of its full length."""
         at = (now or datetime.now(UTC)).isoformat(timespec="milliseconds")
+        cap = 2_000
+
+        def capped(text: str | None) -> str | None:
+            if text is None or len(text) <= cap:
+                return text
+            note = f" … (cut: {len(text):,} characters in all)"
+            return text[: cap - len(note)] + note
+
+        values = [at, *(capped(v) for v in (user, action, detail, client_address, outcome))]
         con = self._connect()
         try:
             cursor = con.execute(
                 "INSERT INTO audit_log (at, user_name, action, detail, client_address, outcome) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [at, user, action, detail, client_address, outcome],
+                values,
             )
             return int(cursor.lastrowid or 0)
         finally:
