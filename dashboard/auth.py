@@ -45,6 +45,16 @@ PUBLIC_PATHS = ("/login", "/assets/bootstrap.min.css", "/favicon.ico")
 API_PREFIX = "/api/v1/"
 #: Seconds every failed sign-in waits before answering: slows guessing without locking anyone out.
 FAILED_LOGIN_DELAY = 0.5
+#: The shortest ``SEGRISK_SECRET_KEY`` accepted (the generated key is 64 hex characters).
+MIN_SECRET_KEY_LENGTH = 32
+#: Sent with every response. No Content-Security-Policy: Dash's page shell needs inline scripts.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+#: Sent as well when ``SEGRISK_SECURE_COOKIES`` is on (the site is served over HTTPS).
+HSTS = ("Strict-Transport-Security", "max-age=31536000")
 #: What each role may do. A capability not listed here is a programming error (``can`` raises).
 CAPABILITIES: dict[str, frozenset[str]] = {
     "viewer": frozenset({"aggregates"}),
@@ -199,7 +209,13 @@ def secret_key(target: AppState, environ: dict[str, str] | None = None) -> str:
     0600, so every server process over this warehouse, and every restart, signs sessions alike."""
     environ = dict(os.environ) if environ is None else environ
     if environ.get("SEGRISK_SECRET_KEY"):
-        return environ["SEGRISK_SECRET_KEY"]
+        key = environ["SEGRISK_SECRET_KEY"]
+        if len(key) < MIN_SECRET_KEY_LENGTH:
+            raise AuthError(
+                f"SEGRISK_SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters (it has {len(key)}); "
+                'use a random one, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
+            )
+        return key
     path = target.path.with_suffix(".secret")
     if not path.exists():
         # Written under a private name, then linked into place: link fails if another process won the
@@ -222,6 +238,18 @@ def secret_key(target: AppState, environ: dict[str, str] | None = None) -> str:
     return key
 
 
+def secure_cookies(environ: dict[str, str] | None = None) -> bool:
+    """``SEGRISK_SECURE_COOKIES``: "1"/"true" marks the session cookie Secure and sends HSTS (serve
+    over HTTPS); unset, "", "0" or "false" leaves both off; any other value is refused."""
+    environ = dict(os.environ) if environ is None else environ
+    value = environ.get("SEGRISK_SECURE_COOKIES", "").strip()
+    if value.lower() in ("", "0", "false"):
+        return False
+    if value.lower() in ("1", "true"):
+        return True
+    raise AuthError(f"SEGRISK_SECURE_COOKIES must be 0, 1, true or false, not {value!r}.")
+
+
 # -- the Flask side ------------------------------------------------------------------------------------
 def install(server: Flask, target: AppState) -> None:
     """Add /login and /logout, and refuse every other request without a signed-in session."""
@@ -230,10 +258,28 @@ def install(server: Flask, target: AppState) -> None:
             "No dashboard users: set SEGRISK_ADMIN_PASSWORD (one admin user) or add one with "
             "`segrisk users add NAME --role admin`."
         )
+    secure = secure_cookies()
     server.extensions[_STORE_KEY] = target
     server.secret_key = secret_key(target)
     _owner_only(target.path)
-    server.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", DEBUG=False)
+    server.config.update(
+        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=secure, DEBUG=False
+    )
+    headers = dict(SECURITY_HEADERS) | (dict([HSTS]) if secure else {})
+
+    @server.after_request
+    def _security_headers(response: Response) -> Response:
+        # Every response: pages, callbacks, downloads, /login, /api/v1/*, refusals and redirects.
+        # No Content-Security-Policy: Dash's page shell and renderer need inline scripts.
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @server.route("/favicon.ico")
+    def _favicon() -> Response:
+        # Without this the pages' catch-all route answers the Dash page shell (with Dash's version)
+        # to anyone; assets/ has no icon, so there is none.
+        return Response("No icon.", status=404, mimetype="text/plain")
 
     @server.before_request
     def _require_login() -> Response | None:

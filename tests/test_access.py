@@ -249,8 +249,8 @@ def test_the_secret_key_is_made_once_with_mode_600_and_shared(tmp_path: Path, mo
     other = second.test_client()
     other.set_cookie("session", cookie.value)
     assert other.get("/_dash-layout").status_code == 200
-    monkeypatch.setenv("SEGRISK_SECRET_KEY", "from the environment")
-    assert create_app(tmp_path / "bank.duckdb").server.secret_key == "from the environment"
+    monkeypatch.setenv("SEGRISK_SECRET_KEY", "from the environment, 32+ characters")
+    assert create_app(tmp_path / "bank.duckdb").server.secret_key == "from the environment, 32+ characters"
     assert first.config["SESSION_COOKIE_HTTPONLY"] and first.config["SESSION_COOKIE_SAMESITE"] == "Lax"
     assert first.debug is False
 

@@ -112,7 +112,10 @@ def main() -> None:
     shutil.copyfile(args.db, db)
     key = AppState(state_path(db)).create_api_key("bench")
     port = free_port()
-    env = os.environ | {"SEGRISK_ADMIN_PASSWORD": "bench-password", "SEGRISK_SECRET_KEY": "bench"}
+    env = os.environ | {
+        "SEGRISK_ADMIN_PASSWORD": "bench-password",
+        "SEGRISK_SECRET_KEY": "bench-secret-key-of-32-characters",
+    }
     server = subprocess.Popen(
         [sys.executable, "-m", "dashboard.cli", "serve", "--db", str(db), "--port", str(port)],
         cwd=REPO,
