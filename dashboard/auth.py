@@ -278,8 +278,9 @@ def install(server: Flask, target: AppState) -> None:
     @server.route("/favicon.ico")
     def _favicon() -> Response:
         # Without this the pages' catch-all route answers the Dash page shell (with Dash's version)
-        # to anyone; assets/ has no icon, so there is none.
-        return Response("No icon.", status=404, mimetype="text/plain")
+        # to anyone. assets/ has no icon: "no content", which browsers take quietly (a 404 is an
+        # error in every page's console).
+        return Response(status=204)
 
     @server.before_request
     def _require_login() -> Response | None:

@@ -128,7 +128,7 @@ def test_the_favicon_is_not_the_dash_page_shell(tmp_path: Path, signed_in: bool)
     if signed_in:
         client.post("/login", data={"username": "alice", "password": PASSWORD})
     answer = client.get("/favicon.ico")
-    assert answer.status_code == 404
+    assert answer.status_code == 204 and answer.data == b""
     assert b"_dash-config" not in answer.data and dash.__version__.encode() not in answer.data
     assert b"dash" not in answer.data.lower()
 
