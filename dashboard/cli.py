@@ -269,10 +269,6 @@ def _capability(db_path: Path, capability: str) -> tuple[bool, str]:
     return bool(rows[0][0]), rows[0][1]
 
 
-def _supports(db_path: Path, capability: str) -> bool:
-    return _capability(db_path, capability)[0]
-
-
 def _skipped(model: str, db_path: Path, capability: str) -> bool:
     """In ``train all``: print why a model is skipped, from the same row ``meta_capabilities`` shows."""
     supported, reason = _capability(db_path, capability)
