@@ -79,6 +79,9 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 #: Failed sign-ins of one user name within LOCKOUT_WINDOW that lock it for LOCKOUT_DURATION.
+#: How long a store call waits for another process's lock before answering ``StoreBusyError``: short,
+#: because a server thread waits with it (writes in the store take milliseconds).
+STORE_BUSY_SECONDS = 2.0
 LOCKOUT_FAILURES = 5
 LOCKOUT_WINDOW = timedelta(minutes=15)
 LOCKOUT_DURATION = timedelta(minutes=15)
@@ -152,9 +155,9 @@ class AppState:
         self._ready = False
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        con = sqlite3.connect(self.path, timeout=STORE_BUSY_SECONDS, isolation_level=None)
         try:
-            con.execute("PRAGMA busy_timeout=10000")
+            con.execute(f"PRAGMA busy_timeout={int(STORE_BUSY_SECONDS * 1000)}")
             if not self._ready:
                 self._prepare(con)
             return con
@@ -165,7 +168,8 @@ class AppState:
     def _prepare(self, con: sqlite3.Connection) -> None:
         """WAL mode and the tables, once per instance; switching to WAL needs a moment alone with
         the file, so processes starting together take turns."""
-        for attempt in range(100):
+        deadline = time.monotonic() + STORE_BUSY_SECONDS
+        while True:
             try:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
@@ -174,7 +178,9 @@ class AppState:
                 self._ready = True
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 99:
+                # Each try may itself wait busy_timeout: the deadline bounds the whole, so a store
+                # held under an exclusive lock answers "busy" in seconds, not minutes.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
@@ -558,6 +564,37 @@ def _dummy_hash() -> str:
 
 class AccessError(SegriskError):
     """A user, role or password the store refuses (one sentence for the CLI or the page)."""
+
+
+class StoreBusyError(SegriskError):
+    """The store stayed locked by another process (a backup tool, a hand-opened ``sqlite3`` shell
+    with an exclusive lock) for longer than ``STORE_BUSY_SECONDS``: callers answer with this
+    sentence (JSON for the API) or fall back to what they can show without the store."""
+
+
+def _busy_is_a_sentence(method):
+    """Turn SQLite's "database is locked" into ``StoreBusyError`` for one public method, so no caller
+    sees a raw ``sqlite3.OperationalError`` (an HTML 500 with a traceback in the dashboard)."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise StoreBusyError(
+                f"The application-state store {self.path.name} is locked by another program for more than "
+                f"{STORE_BUSY_SECONDS:g} seconds; try again in a moment, or ask an admin to close whatever holds it."
+            ) from exc
+
+    return guarded
+
+
+# Every public method of the store, present and future, says "busy" in a sentence.
+for _name, _method in list(vars(AppState).items()):
+    if callable(_method) and not _name.startswith("_"):
+        setattr(AppState, _name, _busy_is_a_sentence(_method))
 
 
 @dataclass(frozen=True)
