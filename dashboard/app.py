@@ -17,7 +17,7 @@ from dash import Dash, Input, Output, html
 from warehouse.app_state import AppState, state_path
 from warehouse.errors import SegriskError, WarehouseError
 
-from . import api, auth, downloads, filters
+from . import api, auth, disclosure, downloads, filters
 from .data import configure, reader
 from .reports import download as export
 
@@ -28,6 +28,7 @@ PAGES = Path(__file__).resolve().parent / "pages"
 def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash:
     """The dashboard for one warehouse. Users are those of the app-state store beside it, after
     ``SEGRISK_ADMIN_PASSWORD`` / ``SEGRISK_USERS`` are put in it; ``users`` (tests) are put in instead."""
+    disclosure.min_cell_size()  # a bad SEGRISK_MIN_CELL_SIZE stops the start with its sentence
     configure(db_path)
     app = Dash(
         __name__,

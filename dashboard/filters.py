@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
+from . import disclosure
 from .data import WarehouseReader, register
 from .state import persona_names
 
@@ -69,6 +70,8 @@ register(
     filter_products="SELECT DISTINCT unnest(products) AS value FROM mart_customer_cube ORDER BY value",
     filter_regions="SELECT DISTINCT region AS value FROM mart_customer_cube ORDER BY value",
     filtered_count=f"SELECT coalesce(sum(p.customers), 0)::BIGINT AS customers FROM {CUBE} p WHERE {FILTERED}",
+    # The same from the profile, for a warehouse built before the cube.
+    filtered_profile_count=f"SELECT count(*)::BIGINT AS customers FROM mart_customer_profile p WHERE {FILTERED}",
 )
 
 EMPTY: dict[str, list[str]] = {f.key: [] for f in FILTERS}
@@ -115,9 +118,15 @@ def scoped_query(data: WarehouseReader, name: str, global_filters: dict | None, 
 
 
 def params(filters: dict | None) -> dict[str, list[str]]:
-    """Bound parameters for ``FILTERED`` from the store's value (missing keys mean all)."""
+    """Bound parameters for ``FILTERED`` from the store's value (missing keys mean all).
+
+    Every filtered query takes its values from here, so here too a viewer's filters that match fewer
+    customers than ``SEGRISK_MIN_CELL_SIZE`` stop with ``disclosure.SmallPopulation`` (a sentence the
+    pages show instead of their figures)."""
     filters = filters or {}
-    return {f.param: [str(v) for v in filters.get(f.key) or []] for f in FILTERS}
+    bound = {f.param: [str(v) for v in filters.get(f.key) or []] for f in FILTERS}
+    disclosure.check_population(bound)
+    return bound
 
 
 def is_filtered(filters: dict | None) -> bool:

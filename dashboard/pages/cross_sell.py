@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashboard import filters, page_state, ui
+from dashboard import disclosure, filters, page_state, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.paged import Column, PagedTable
 from dashboard.state import persona_names
@@ -127,6 +127,12 @@ def campaign_mix(data: WarehouseReader, global_filters: dict | None) -> pl.DataF
     if filters.is_filtered(global_filters):
         return data.query("cross_sell_mix_filtered", **filters.params(global_filters))
     return data.query("cross_sell_mix_run")
+
+
+def hide_small_cells(mix: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """The campaign mix without the persona and product cells offered to too few customers for a
+    viewer (each customer has at most one offer of a product), and how many went; totals come before."""
+    return disclosure.suppress(mix, ["offers", "first_choice"], count="offers")
 
 
 def mix_totals(mix: pl.DataFrame) -> dict[str, int]:
@@ -453,7 +459,8 @@ def show_mix(global_filters: dict | None, measure: str | None):
     headline = headline_cards(mix_totals(mix), customers, run, global_filters, withheld)
     if mix.height == 0:
         return headline, no_update, HIDDEN, ui.unavailable("No offers match the current filters.")
-    return headline, mix_figure(mix, names, measure or "first_choice"), SHOWN, None
+    mix, hidden = hide_small_cells(mix)
+    return headline, mix_figure(mix, names, measure or "first_choice"), SHOWN, disclosure.note(hidden)
 
 
 @callback(

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, callback, dcc, html, no_update
 
-from dashboard import filters, ui
+from dashboard import disclosure, filters, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_names
 from warehouse.errors import SegriskError
@@ -79,8 +79,9 @@ def grade_figure(grades: pl.DataFrame) -> go.Figure:
         "x": grades.get_column("grade").to_list(),
         "y": grades.get_column("customers").to_list(),
         "marker": {"color": [ui.GRADE_COLOURS.get(g, "#888") for g in grades.get_column("grade")]},
-        "customdata": [[rate] for rate in grades.get_column("observed_default_rate").to_list()],
-        "hovertemplate": "Grade %{x}: %{y:,} customers, observed default rate %{customdata[0]:.1%}<extra></extra>",
+        # Formatted here: a rate hidden from a viewer (a grade of too few customers) shows as "–".
+        "customdata": [[ui.percent(rate)] for rate in grades.get_column("observed_default_rate").to_list()],
+        "hovertemplate": "Grade %{x}: %{y:,} customers, observed default rate %{customdata[0]}<extra></extra>",
     }
     layout = {
         "title": {"text": "Customers by risk grade (click a bar to filter)"},
@@ -152,6 +153,9 @@ def show_overview(global_filters: dict | None):
         personas = data.query("overview_personas", **params)
         figures = headline_figures(data, global_filters, personas)
         grades = data.query("overview_grades", **params)
+        # A viewer sees no grade's observed default rate, nor a persona's mean PD, under 5 customers.
+        grades, hidden_grades = disclosure.suppress(grades, ["observed_default_rate"])
+        personas, hidden_personas = disclosure.suppress(personas, ["mean_pd"])
         names = persona_names(data)
     except SegriskError as exc:
         return ui.failed(exc), no_update, HIDDEN, no_update, HIDDEN, None
@@ -169,7 +173,7 @@ def show_overview(global_filters: dict | None):
         ),
     ]
     row = dbc.Row([dbc.Col(card, md=2, sm=4, xs=6, className="mb-3") for card in cards])
-    notes = []
+    notes = [disclosure.note(hidden_grades + hidden_personas)]
     if grades.height == 0:
         notes.append(
             ui.unavailable("No PD model yet: this dataset has no default outcome, or `segrisk train risk` has not run.")

@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashboard import filters, ui
+from dashboard import disclosure, filters, ui
 from dashboard.auth import audit, can, current_user
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_labels, persona_names, store
@@ -91,7 +91,15 @@ def scatter_points(data: WarehouseReader, global_filters: dict | None, limit: in
 
 
 def persona_figures(data: WarehouseReader, global_filters: dict | None) -> pl.DataFrame:
-    """Per persona under the filters: customers, mean PD, default rate and open alerts (NULL when absent)."""
+    """Per persona under the filters: customers, mean PD, default rate and open alerts (NULL when absent,
+    and for a viewer when the persona has too few customers in view: ``is_hidden`` says so)."""
+    figures, _hidden = disclosure.suppress(
+        _persona_figures(data, global_filters), ["mean_pd", "default_rate", "open_alerts"], flag="is_hidden"
+    )
+    return figures
+
+
+def _persona_figures(data: WarehouseReader, global_filters: dict | None) -> pl.DataFrame:
     params = filters.params(global_filters)
     figures = data.query("personas_figures", **params)
     if not data.has("ml_latest_alerts"):
@@ -575,7 +583,8 @@ def show_cards(global_filters: dict | None, _version: int):
     try:
         data = reader()
         summary = data.query("personas_summary")
-        figures = {row["persona_key"]: row for row in persona_figures(data, global_filters).iter_rows(named=True)}
+        in_view = persona_figures(data, global_filters)
+        figures = {row["persona_key"]: row for row in in_view.iter_rows(named=True)}
         names, strategies = persona_labels(data)
     except SegriskError as exc:
         return ui.failed(exc), None
@@ -589,6 +598,8 @@ def show_cards(global_filters: dict | None, _version: int):
         "Size and profile: the whole book. In view, mean PD, default rate and open alerts: "
         f"{filters.describe(global_filters)}."
     )
+    if in_view.get_column("is_hidden").any():
+        scope += " " + disclosure.group_note(disclosure.min_cell_size())
     return dbc.Row(cards, className="g-3"), scope
 
 

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashboard import filters, page_state, ui
+from dashboard import disclosure, filters, page_state, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.filters import register_scoped
 from dashboard.paged import Column, PagedTable
@@ -499,12 +499,15 @@ def show_segments(global_filters: dict | None, segments: list[str] | None = None
     if cells.height == 0:
         note = ui.unavailable("No customer with RFM scores matches the current filters.")
         return headline, note, no_update, HIDDEN, no_update, HIDDEN, None
+    # A viewer sees no mean spend of a segment or grid cell of too few customers (the headline is read before).
+    sizes, hidden_segments = disclosure.suppress(sizes, ["mean_monetary"])
+    grid, hidden_cells = disclosure.suppress(grid_cells(cells), ["mean_monetary"])
     return (
         headline,
-        None,
+        disclosure.note(hidden_segments + hidden_cells),
         treemap_figure(sizes, segments),
         SHOWN,
-        grid_figure(grid_cells(cells), segments),
+        grid_figure(grid, segments),
         SHOWN,
         clusters_table(cluster_sizes(cells, clusters)),
     )
@@ -525,9 +528,13 @@ def show_spread(global_filters: dict | None):
         modulus = RFM_SAMPLE_EVERY if sampled else 1
     except SegriskError as exc:
         return ui.failed(exc)
+    # A segment of too few customers (sampled ones, where sampled) leaves the chart for a viewer.
+    spread, hidden = disclosure.suppress(spread, ["recency", "frequency", "monetary"])
+    spread = spread.filter(pl.col("recency").is_not_null()) if hidden else spread
     if spread.height == 0:
-        return None
-    return dcc.Graph(id="rfm-spread-chart", figure=spread_figure(spread, modulus))
+        return disclosure.note(hidden)
+    graph = dcc.Graph(id="rfm-spread-chart", figure=spread_figure(spread, modulus))
+    return html.Div([graph, disclosure.note(hidden)]) if hidden else graph
 
 
 @callback(

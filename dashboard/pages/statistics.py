@@ -23,7 +23,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from dashboard import downloads, filters, page_state, ui
+from dashboard import disclosure, downloads, filters, page_state, ui
 from dashboard.data import QUERIES, WarehouseReader, reader, register
 from dashboard.state import persona_names
 from models.statistics import OUTLIER_IQR_K, OUTLIER_Z
@@ -307,12 +307,13 @@ def histogram(
 
 
 def groups(data: WarehouseReader, column: Feature, group_by: str, global_filters: dict | None) -> pl.DataFrame:
-    """Per group: customers, values, quartiles, whiskers, mean and default rate."""
+    """Per group: customers, values, quartiles, whiskers, mean and default rate; for a viewer, a group
+    of too few customers keeps its size and loses its figures (``is_hidden``)."""
     params = {**filters.params(global_filters), "group_by": group_by}
     found = data.query(column_queries(column, catalogue(data).pairing)["groups"], **params)
     quartiles = pl.col("quartiles")
     iqr = quartiles.list.get(2) - quartiles.list.get(0)
-    return found.with_columns(
+    summary = found.with_columns(
         q1=quartiles.list.get(0),
         median=quartiles.list.get(1),
         q3=quartiles.list.get(2),
@@ -323,6 +324,25 @@ def groups(data: WarehouseReader, column: Feature, group_by: str, global_filters
         upperfence=pl.min_horizontal(pl.col("high"), pl.col("q3") + 1.5 * iqr),
         default_rate=pl.when(pl.col("known") > 0).then(pl.col("defaulted") / pl.col("known")),
     )
+    summary, _hidden = disclosure.suppress(summary, GROUP_MEASURES, flag="is_hidden")
+    return summary
+
+
+#: What a group of too few customers does not show a viewer.
+GROUP_MEASURES = (
+    "quartiles",
+    "q1",
+    "median",
+    "q3",
+    "low",
+    "high",
+    "mean",
+    "lowerfence",
+    "upperfence",
+    "known",
+    "defaulted",
+    "default_rate",
+)
 
 
 # -- labels, colours and numbers ---------------------------------------------------------------
@@ -430,7 +450,8 @@ def histogram_figure(
 
 def box_figure(summary: pl.DataFrame, column: str, names: dict[str, str]) -> go.Figure:
     """One box per group from quartiles and whiskers computed in SQL (no per-customer values)."""
-    rows = sorted(summary.filter(pl.col("n") > 0).iter_rows(named=True), key=lambda r: group_order(r["grp"]))
+    shown = summary.filter((pl.col("n") > 0) & pl.col("median").is_not_null())
+    rows = sorted(shown.iter_rows(named=True), key=lambda r: group_order(r["grp"]))
     boxes = [
         {
             "type": "box",
@@ -467,8 +488,10 @@ def default_rate_figure(counts: pl.DataFrame, edges: Bins, column: str) -> go.Fi
         .sort("bin")
     )
     x = [edges.centre(i) for i in per_bin.get_column("bin").to_list()]
-    # A rate over a handful of customers is noise that reads like a finding: leave it out.
-    rates = [d / k if k >= MIN_RATE_BASE else None for d, k in per_bin.select("defaulted", "known").rows()]
+    # A rate over a handful of customers is noise that reads like a finding: leave it out (and, for a
+    # viewer, never one over fewer customers than SEGRISK_MIN_CELL_SIZE).
+    base = max(MIN_RATE_BASE, disclosure.min_cell_size()) if disclosure.restricted() else MIN_RATE_BASE
+    rates = [d / k if k >= base else None for d, k in per_bin.select("defaulted", "known").rows()]
     bars = {
         "type": "bar",
         "x": x,
@@ -946,7 +969,10 @@ def show_groups(global_filters: dict | None, name: str | None, group_by: str | N
     balance = (
         dcc.Graph(id="statistics-balance-chart", figure=balance_figure(summary, group_by, names)) if outcome else None
     )
-    return box, balance, group_table(summary, names, outcome and group_by != "default")
+    table = group_table(summary, names, outcome and group_by != "default")
+    if summary.get_column("is_hidden").any():
+        table = html.Div([table, disclosure.note(int(summary.get_column("is_hidden").sum()))])
+    return box, balance, table
 
 
 def group_table(summary: pl.DataFrame, names: dict[str, str], default_rate: bool) -> dbc.Table:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashboard import filters, ui
+from dashboard import disclosure, filters, ui
 from dashboard.auth import audit, can, current_user, refusal
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.filters import register_scoped
@@ -35,10 +35,12 @@ ALERTS = (
 )
 
 register_scoped(
-    warnings_by_rule=f"SELECT a.rule_label, a.severity, count(*) AS alerts {ALERTS} GROUP BY ALL ORDER BY ALL",
+    # customers: how many the alerts of a group are about (a viewer sees no group of under 5).
+    warnings_by_rule="SELECT a.rule_label, a.severity, count(*) AS alerts, count(DISTINCT a.customer_id) AS customers "
+    f"{ALERTS} GROUP BY ALL ORDER BY ALL",
     # Every run's alerts, not just the latest: the history a risk manager reads the trend from.
     # An alert raised again by a later run counts once, as its newest run saw it.
-    warnings_by_period="SELECT a.period, a.rule_label, count(*) AS alerts "
+    warnings_by_period="SELECT a.period, a.rule_label, count(*) AS alerts, count(DISTINCT a.customer_id) AS customers "
     f"FROM mart_alerts a WHERE a.is_newest_of_alert AND {filters.condition('a')} AND (len($rules) = 0 OR list_contains($rules, a.rule)) "
     "AND (len($severities) = 0 OR list_contains($severities, a.severity)) GROUP BY ALL ORDER BY ALL",
 )
@@ -90,6 +92,18 @@ def alert_params(data: WarehouseReader, global_filters: dict | None, rules, seve
         "status": status or "open",
         "acknowledged": acknowledged_ids(data),
     }
+
+
+def hide_small_groups(by_rule: pl.DataFrame, by_period: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Both charts' counts without the groups (rule and severity, period and rule) of too few customers
+    for a viewer, and how many groups went: they drop out of the charts (totals are read before)."""
+    by_rule, hidden_rules = disclosure.suppress(by_rule, ["alerts"])
+    by_period, hidden_periods = disclosure.suppress(by_period, ["alerts"])
+    return (
+        by_rule.filter(pl.col("alerts").is_not_null()),
+        by_period.filter(pl.col("alerts").is_not_null()),
+        hidden_rules + hidden_periods,
+    )
 
 
 def rule_figure(by_rule: pl.DataFrame) -> go.Figure:
@@ -237,7 +251,12 @@ def show_charts(global_filters, rules, severities, status, _acks):
     )
     if total == 0:
         return headline, ui.unavailable("No alerts match the current filters."), None
-    return headline, dcc.Graph(figure=rule_figure(by_rule)), dcc.Graph(figure=period_figure(by_period))
+    by_rule, by_period, hidden = hide_small_groups(by_rule, by_period)
+    return (
+        headline,
+        dcc.Graph(figure=rule_figure(by_rule)),
+        [dcc.Graph(figure=period_figure(by_period)), disclosure.note(hidden)],
+    )
 
 
 @callback(

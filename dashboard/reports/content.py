@@ -30,7 +30,7 @@ import duckdb
 import plotly.graph_objects as go
 import polars as pl
 
-from dashboard import filters
+from dashboard import disclosure, filters
 from dashboard.data import QUERIES, WarehouseReader, register
 from dashboard.state import persona_labels
 from warehouse.db import first_line, read_only
@@ -234,7 +234,7 @@ def gather(data: WarehouseReader, chosen: dict[str, list[str]] | None = None, ch
     params = filters.params(global_filters)
     overview = page("overview")
     names, strategies = persona_labels(data)
-    persona_counts = data.query("overview_personas", **params)
+    persona_counts, _ = disclosure.suppress(data.query("overview_personas", **params), ["mean_pd"])
     content = ReportContent(
         db_path=data.path,
         filters=global_filters,
@@ -256,10 +256,11 @@ def gather(data: WarehouseReader, chosen: dict[str, list[str]] | None = None, ch
         model_runs=data.query("report_model_runs") if data.has("ml_model_runs") else None,
     )
     if data.has("ml_risk_grades") and data.has("ml_latest_risk_scores"):
-        grades = data.query("report_grades", **params)
+        # A viewer's report hides the figures of a grade or decision of too few customers, as the pages do.
+        grades, _ = disclosure.suppress(data.query("report_grades", **params), ["mean_pd", "observed_default_rate"])
         bands = data.query("report_grade_bands")
         content.grades = grades.join(bands, on="grade", how="left")
-        content.decisions = data.query("report_decisions", **params)
+        content.decisions, _ = disclosure.suppress(data.query("report_decisions", **params), ["mean_pd"])
         content.model = _model(data)
     if data.has("ml_policies"):
         row = data.query("report_policy")
@@ -325,12 +326,16 @@ def _warnings(data: WarehouseReader, global_filters: dict) -> dict | None:
     own = {k: v for k, v in params.items() if k not in filters.FILTER_PARAMS}
     by_rule = filters.scoped_query(data, "warnings_by_rule", global_filters, **own)
     by_period = filters.scoped_query(data, "warnings_by_period", global_filters, rules=[], severities=[])
+    total = int(by_rule.get_column("alerts").sum() or 0)
+    high = int(by_rule.filter(pl.col("severity") == "high").get_column("alerts").sum() or 0)
+    # A viewer's report leaves out the groups of too few customers, as the page does.
+    by_rule, by_period, _hidden = warnings_page.hide_small_groups(by_rule, by_period)
     statuses = data.query("warnings_rule_status")
     run = data.query("latest_run", kind="warnings")
     metrics = json.loads(run.item(0, "metrics") or "{}") if run.height else {}
     return {
-        "total": int(by_rule.get_column("alerts").sum() or 0),
-        "high": int(by_rule.filter(pl.col("severity") == "high").get_column("alerts").sum() or 0),
+        "total": total,
+        "high": high,
         "by_rule": by_rule,
         "by_period": by_period,
         "rules_not_run": [f"{rule} ({status})" for rule, _, status in statuses.rows() if status != "run"],
@@ -347,10 +352,12 @@ def _cross_sell(data: WarehouseReader, global_filters: dict) -> dict | None:
         return None
     mix = cross_sell.campaign_mix(data, global_filters)
     customers = int(data.query("filtered_count", **filters.params(global_filters)).item())
+    totals = cross_sell.mix_totals(mix)
+    mix, _hidden = cross_sell.hide_small_cells(mix)
     return {
         "run": run,
         "mix": mix,
-        "totals": cross_sell.mix_totals(mix),
+        "totals": totals,
         "customers": customers,
         "penetration": data.query("cross_sell_penetration"),
     }

@@ -332,8 +332,8 @@ def key_points(content: ReportContent) -> list[str]:
 
 def _weighted_rate(grades: pl.DataFrame) -> float | None:
     customers = grades.get_column("customers").sum()
-    if not customers:
-        return None
+    if not customers or grades.get_column("observed_default_rate").null_count():
+        return None  # no customers, or a grade's rate hidden from a viewer (too few customers)
     return float((grades.get_column("observed_default_rate") * grades.get_column("customers")).sum() / customers)
 
 

@@ -1,0 +1,139 @@
+"""Small cells: what a viewer, who sees aggregates only, may not read off a figure.
+
+A figure about fewer than ``SEGRISK_MIN_CELL_SIZE`` customers (default 5) is as good as their rows:
+a viewer who filters down to one customer would read that customer's default outcome and PD off the
+headline tiles. As statistical agencies do, such figures are withheld from roles without customer-level
+access (viewers); analysts and admins see the rows anyway, so nothing changes for them.
+
+Two checks, each in one place:
+
+- the population: ``filters.params`` calls ``check_population`` for every filtered query, so every page,
+  chart and report under filters that match fewer customers than the minimum raises ``SmallPopulation``,
+  which the pages show as their one sentence instead of figures;
+- the groups: ``suppress`` nulls the measures of each group (persona, grade, segment, rule...) with
+  fewer customers than the minimum in a frame about to be shown, and of the next smallest group too
+  when only one would go (secondary suppression), so a hidden group cannot be worked out as the total
+  less the groups shown.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+from dash import html
+from flask import has_request_context
+
+from warehouse.errors import SegriskError
+
+from . import auth
+
+#: The environment variable, its default and what it means (documented in the README).
+SETTING = "SEGRISK_MIN_CELL_SIZE"
+DEFAULT_MIN_CELL_SIZE = 5
+HELP = "customers a figure shown to a viewer must cover at least; smaller groups are hidden"
+
+
+class DisclosureError(SegriskError):
+    """A bad ``SEGRISK_MIN_CELL_SIZE``."""
+
+
+class SmallPopulation(SegriskError):
+    """The global filters match fewer customers than a viewer may see figures about."""
+
+
+def min_cell_size(environ: Mapping[str, str] | None = None) -> int:
+    """``SEGRISK_MIN_CELL_SIZE``: a whole number of at least 1 (1 turns suppression off); unset or
+    empty gives the default; any other value is refused with a sentence naming the setting."""
+    environ = os.environ if environ is None else environ
+    text = environ.get(SETTING, "").strip()
+    if not text:
+        return DEFAULT_MIN_CELL_SIZE
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DisclosureError(f"{SETTING} must be a whole number of at least 1 (default 5), not {text!r}.")
+    return value
+
+
+def restricted() -> bool:
+    """Whether the user of this request sees aggregates only (viewers): the one role small cells are
+    hidden from. Outside a request (the CLI, warming the cache) nobody is looking."""
+    return has_request_context() and not auth.user_can("customer_level")
+
+
+def population_sentence(minimum: int) -> str:
+    return (
+        f"These filters match fewer than {minimum} customers; viewers see groups of at least {minimum} "
+        "customers, so figures are hidden. Widen the filters."
+    )
+
+
+def group_note(minimum: int) -> str:
+    return f"Groups under {minimum} customers are hidden (–) from viewers."
+
+
+def check_population(bound: Mapping[str, Sequence[str]]) -> None:
+    """Raise ``SmallPopulation`` when the user sees aggregates only and the filters bound in ``bound``
+    (``filters.params``) match fewer customers than the minimum. Unfiltered, nothing is checked."""
+    if not any(bound.values()) or not restricted():
+        return
+    minimum = min_cell_size()
+    if minimum <= 1:
+        return
+    from .data import reader
+    from .filters import CUBE
+
+    data = reader()
+    if data.has(CUBE):
+        customers = data.query("filtered_count", **bound).item()
+    else:
+        customers = data.query("filtered_profile_count", **bound).item()
+    if int(customers or 0) < minimum:
+        raise SmallPopulation(population_sentence(minimum))
+
+
+def suppress(
+    frame: pl.DataFrame,
+    measures: Sequence[str],
+    count: str = "customers",
+    *,
+    secondary: bool = True,
+    flag: str | None = None,
+) -> tuple[pl.DataFrame, int]:
+    """``frame`` (one row per group, ``count`` customers each) with the ``measures`` of its small groups
+    set to null when the user sees aggregates only, and how many groups were hidden (0 for analysts).
+
+    ``secondary``: when exactly one group would be hidden, the next smallest goes too, so the groups
+    shown and the total cannot give the hidden one away; leave it on where the groups split a total
+    that is shown. ``flag``: the name of a boolean column added to say which groups were hidden."""
+    if flag is not None:
+        frame = frame.with_columns(pl.lit(False).alias(flag))
+    if frame.height == 0 or not restricted():
+        return frame, 0
+    minimum = min_cell_size()
+    sizes = frame.get_column(count).fill_null(0).cast(pl.Int64).to_list()
+    small = [size < minimum for size in sizes]
+    if secondary and sum(small) == 1 and len(sizes) > 1:
+        # The smallest group still shown goes too (the first of that size).
+        position = min((i for i, hidden in enumerate(small) if not hidden), key=lambda i: sizes[i])
+        small[position] = True
+    hidden = sum(small)
+    if not hidden:
+        return frame, 0
+    mask = pl.Series("small", small)
+    present = [m for m in measures if m in frame.columns]
+    hide = [pl.when(mask).then(None).otherwise(pl.col(m)).alias(m) for m in present if m != flag]
+    if flag:
+        hide.append(mask.alias(flag))
+    return frame.with_columns(hide), hidden
+
+
+def note(hidden: int) -> html.P | None:
+    """The sentence under a chart or table that hid ``hidden`` groups (None when it hid none)."""
+    if not hidden:
+        return None
+    return html.P(group_note(min_cell_size()), className="small text-muted disclosure-note")
