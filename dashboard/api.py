@@ -17,8 +17,12 @@ category is read as the mart stores it in any case, or as the source file codes 
 answer's ``ignored_fields``; an applicant with none of the model's inputs is refused, not scored.
 
 Callers authenticate with an ``X-API-Key`` header (keys from ``segrisk apikeys create``, stored
-as SHA-256 digests in the application-state store) or a signed-in dashboard session. Every answer
-is JSON, errors included: 422 lists one message per bad field; nothing ever shows a stack trace.
+as SHA-256 digests in the application-state store), and only so: a dashboard session cookie is not
+API authentication (a browser sends it along with any cross-site request, and a machine caller has
+its own key to revoke). A body is read only when sent as ``Content-Type: application/json`` (415
+otherwise: an HTML form cannot send that type cross-site without a CORS preflight, which this
+server never grants). Every answer is JSON, errors included: 422 lists one message per bad field;
+nothing ever shows a stack trace.
 """
 
 from __future__ import annotations
@@ -767,10 +771,12 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
         return {"description": description, "content": {"application/json": {"schema": ref(model)}}}
 
     errors = {
-        "401": answer("No valid API key or signed-in session.", Error),
+        "401": answer("No valid API key.", Error),
         "503": answer("The warehouse or the model this call needs is missing.", Error),
         "500": answer("An unexpected error; it was logged.", Error),
     }
+
+    not_json = {"415": answer("The body was not sent as application/json.", Error)}
 
     def body(model: type[BaseModel]) -> dict:
         return {"required": True, "content": {"application/json": {"schema": ref(model)}}}
@@ -792,6 +798,7 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
                 "responses": {
                     "200": answer("The cluster.", SegmentResponse),
                     "422": answer("A field is missing or out of range.", ValidationErrors),
+                    **not_json,
                     **errors,
                 },
             }
@@ -810,6 +817,7 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
                         "A field has the wrong type or is out of range, or none of the model's inputs is given.",
                         ValidationErrors,
                     ),
+                    **not_json,
                     **errors,
                 },
             }
@@ -826,6 +834,7 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
                         "given.",
                         ValidationErrors,
                     ),
+                    **not_json,
                     **errors,
                 },
             }
@@ -857,8 +866,8 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
             "title": "Segrisk scoring API",
             "version": "1",
             "description": "Scores applicants and places customers in personas and RFM clusters from the models "
-            "stored in the warehouse. Send an API key in the X-API-Key header (or call from a signed-in "
-            "dashboard session).",
+            "stored in the warehouse. Send an API key in the X-API-Key header, and bodies as "
+            "application/json.",
         },
         "servers": [{"url": PREFIX}],
         "paths": paths,
@@ -866,10 +875,9 @@ def openapi_document(applicant: type[BaseModel], persona_request: type[BaseModel
             "schemas": schemas["$defs"],
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER},
-                "session": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
         },
-        "security": [{"apiKey": []}, {"session": []}],
+        "security": [{"apiKey": []}],
     }
 
 
@@ -920,15 +928,18 @@ def _authenticate() -> Response | None:
             return None
         auth.audit("api_auth", f"{request.method} {request.path}: unknown or revoked API key", "failed")
         raise ApiError(401, "The API key is unknown or revoked.")
-    if auth.session_user() is not None:
-        return None
-    auth.audit("api_auth", f"{request.method} {request.path}: no API key and no session", "refused")
-    raise ApiError(401, f"This call needs an API key in the {API_KEY_HEADER} header, or a signed-in session.")
+    auth.audit("api_auth", f"{request.method} {request.path}: no API key", "refused")
+    raise ApiError(
+        401, f"This call needs an API key in the {API_KEY_HEADER} header (a dashboard session is not API sign-in)."
+    )
 
 
 def _validated(model: type[BodyModel]) -> BodyModel:
     if (request.content_length or 0) > MAX_BODY_BYTES:
         raise ApiError(413, f"The request body is larger than {MAX_BODY_BYTES // 1024} KB.")
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        shown = request.mimetype or "none"
+        raise ApiError(415, f"Send the body as JSON with Content-Type: application/json (this one was {shown}).")
     try:
         return model.model_validate_json(request.get_data(cache=False) or b"")
     except ValidationError as exc:

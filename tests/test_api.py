@@ -139,16 +139,6 @@ def test_every_other_route_answers_401_json_without_a_valid_key(served: dict, me
     assert any(path in (e.detail or "") for e in failures)
 
 
-def test_a_signed_in_dashboard_session_is_accepted(served: dict) -> None:
-    client = served["client"]
-    assert client.post("/login", data={"username": "admin", "password": "admin-pw"}).status_code == 302
-    try:
-        assert client.get("/api/v1/segments/summary").status_code == 200
-    finally:
-        client.get("/logout")
-    assert client.get("/api/v1/segments/summary").status_code == 401
-
-
 def test_apikeys_commands_create_list_and_revoke(
     served: dict, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
