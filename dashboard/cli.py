@@ -133,12 +133,17 @@ def _print_build(summary) -> None:  # noqa: ANN001 - BuildSummary, imported lazi
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from warehouse.checks import run_checks
+    from warehouse.checks import audit_chain, full_read, run_checks
     from warehouse.db import default_db_path, read_only
 
     db_path = default_db_path(args.db)
     with read_only(db_path) as con:
         results = run_checks(con)
+        _say("Reading every block of the warehouse file ...")
+        results.append(full_read(con))
+    chain = audit_chain(db_path)
+    if chain is not None:
+        results.append(chain)
     for result in results:
         mark = "PASS" if result.passed else "FAIL"
         print(f"{mark}  {result.check_name:<24} {result.table_name:<22} {result.detail}")

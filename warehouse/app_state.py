@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import secrets
 import sqlite3
@@ -175,6 +176,7 @@ class AppState:
                 con.executescript(SCHEMA)
                 con.executescript(ACCESS_SCHEMA)
                 con.executescript(API_KEYS_SCHEMA)
+                _chain_audit_log(con)
                 self._ready = True
                 return
             except sqlite3.OperationalError as exc:
@@ -423,12 +425,50 @@ class AppState:
         values = [at, *(capped(v) for v in (user, action, detail, client_address, outcome))]
         con = self._connect()
         try:
+            # BEGIN IMMEDIATE takes the write lock before reading the chain's head, so two processes
+            # appending at once cannot both link to the same previous entry.
+            con.execute("BEGIN IMMEDIATE")
+            head = con.execute(
+                "SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
             cursor = con.execute(
-                "INSERT INTO audit_log (at, user_name, action, detail, client_address, outcome) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                values,
+                "INSERT INTO audit_log (at, user_name, action, detail, client_address, outcome, entry_hash) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [*values, audit_entry_hash(head[0] if head else None, values)],
             )
+            con.execute("COMMIT")
             return int(cursor.lastrowid or 0)
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def verify_audit_chain(self) -> AuditChainCheck:
+        """Recompute the audit log's hash chain from its first entry: an entry changed, removed or
+        inserted by hand (with the append-only triggers dropped) breaks the chain at that entry.
+        Entries written before the chain existed (no hash) are counted, not checked."""
+        if not self.path.exists():
+            return AuditChainCheck(0, 0, None)
+        con = self._connect()
+        try:
+            rows = con.execute(
+                "SELECT id, at, user_name, action, detail, client_address, outcome, entry_hash FROM audit_log "
+                "ORDER BY id"
+            )
+            previous: str | None = None
+            entries = unchained = 0
+            for entry_id, *values, stored in rows:
+                entries += 1
+                if stored is None and previous is None:
+                    unchained += 1  # from before the chain: nothing to check it against
+                    continue
+                expected = audit_entry_hash(previous, values)
+                if stored != expected:
+                    return AuditChainCheck(entries, unchained, entry_id)
+                previous = stored
+            return AuditChainCheck(entries, unchained, None)
         finally:
             con.close()
 
@@ -604,6 +644,35 @@ class StoredUser:
     password_hash: str
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class AuditChainCheck:
+    """What ``verify_audit_chain`` found: entries read, entries from before the chain, and the id of
+    the first entry whose hash does not follow (None: the chain holds)."""
+
+    entries: int
+    unchained: int
+    broken_at: int | None
+
+    @property
+    def holds(self) -> bool:
+        return self.broken_at is None
+
+
+def audit_entry_hash(previous: str | None, values: list) -> str:
+    """SHA-256 of the previous entry's hash and this entry's fields (at, user, action, detail,
+    client address, outcome) as JSON: each entry vouches for every entry before it."""
+    payload = json.dumps([previous or "", *values], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _chain_audit_log(con: sqlite3.Connection) -> None:
+    """Give an audit log made before the hash chain its ``entry_hash`` column (the triggers refuse
+    UPDATE, so older entries stay unhashed and the chain starts at the next one)."""
+    columns = {row[1] for row in con.execute("PRAGMA table_info(audit_log)")}
+    if "entry_hash" not in columns:
+        con.execute("ALTER TABLE audit_log ADD COLUMN entry_hash TEXT")
 
 
 @dataclass(frozen=True)

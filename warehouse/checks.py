@@ -1,15 +1,20 @@
 """Data tests on a built warehouse, in the spirit of dbt's: unique, not_null, relationships,
 accepted values, row counts that add up, and a comment on every table and column.
 
-The build runs them on the new file before swapping it in; ``segrisk check`` re-runs them.
+The build runs them on the new file before swapping it in; ``segrisk check`` re-runs them, and
+adds two checks of the files themselves: a full read of every table (DuckDB verifies each block's
+checksum as it reads it, so damaged bytes anywhere in the data show up, where counting rows reads
+only the metadata) and the audit log's hash chain in the application-state store.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 
+from .app_state import AppState, state_path
 from .db import quote_ident
 from .dictionary import missing_comments
 
@@ -147,3 +152,37 @@ def _orphans_sql(child: str, *, unique_parent: bool) -> str:
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()
     return {name for (name,) in rows}
+
+
+def full_read(con: duckdb.DuckDBPyConnection) -> CheckResult:
+    """Read every column of every table (hashing each value, so no column is skipped): a block whose
+    checksum does not match fails with DuckDB's "Corrupt database file" message, named here."""
+    tables = sorted(
+        name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT internal").fetchall()
+    )
+    damaged: list[str] = []
+    for table in tables:
+        try:
+            con.execute(f"SELECT count(*), max(hash(COLUMNS(*))) FROM {quote_ident(table)}").fetchall()
+        except duckdb.Error as exc:
+            damaged.append(f"{table} ({str(exc).splitlines()[0][:160]})")
+    detail = f"every block of {len(tables)} tables read" if not damaged else "damaged: " + "; ".join(damaged[:3])
+    return CheckResult("full_read_integrity", "(file)", not damaged, len(damaged), detail)
+
+
+def audit_chain(db_path: Path) -> CheckResult | None:
+    """The hash chain of the audit log beside ``db_path``; None where there is no store yet."""
+    path = state_path(db_path)
+    if not path.exists():
+        return None
+    found = AppState(path).verify_audit_chain()
+    if found.holds:
+        detail = f"{found.entries - found.unchained:,} entries chained"
+        if found.unchained:
+            detail += f" ({found.unchained:,} older entries from before the chain, not checked)"
+    else:
+        detail = (
+            f"entry {found.broken_at} does not follow the entry before it: the audit log was changed "
+            "outside Segrisk (an entry edited, removed or inserted)"
+        )
+    return CheckResult("audit_log_chain", path.name, found.holds, 0 if found.holds else 1, detail)
