@@ -14,16 +14,33 @@ own sandboxed connection, and send their rows back as Arrow IPC bytes. A timer i
 interrupts a query at the time limit; should the interrupt not take, the worker is killed and a
 new one started. A worker whose warehouse file was swapped by a rebuild or a model run (its inode,
 modification time or size changed) is replaced, as ``dashboard/data.py`` reopens.
+
+What one analyst can take from the server is bounded (issue 13, items 7 and 8):
+
+- **Server threads.** At most ``SEGRISK_SQL_WORKERS`` queries run at once; a query that finds every
+  worker busy is refused at once with a sentence (audited as "busy") rather than queued on a
+  server thread, so console work ties up at most that many of waitress's threads, each for at most
+  the time limit (plus ``KILL_GRACE``). The workers also run at a lower CPU priority (``nice``), so
+  pages and the scoring API come first on a busy machine.
+- **Memory.** A worker's DuckDB ``memory_limit`` bounds what DuckDB manages, but not the result
+  DuckDB hands over, nor the strings in flight. So the result is read in small record batches and
+  stopped with a sentence as soon as it passes ``SEGRISK_SQL_RESULT_MB``; each worker's address
+  space is capped (``SEGRISK_SQL_WORKER_MEMORY``, an operating-system limit that no query can
+  raise), so a query that allocates past it fails with a sentence instead of growing; and the
+  results the server keeps for paging and download are bounded in total
+  (``SEGRISK_SQL_RESULTS_MB``), the oldest forgotten first.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import csv
 import io
 import json
 import multiprocessing
 import os
+import re
 import secrets
 import threading
 import time
@@ -36,6 +53,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from warehouse.db import connect_sandboxed, first_line
 from warehouse.errors import SegriskError, WarehouseError
@@ -65,15 +83,30 @@ SETTINGS: dict[str, Setting] = {
     "row_cap": Setting("SEGRISK_SQL_ROW_CAP", 10_000, "rows a console result holds at most"),
     "memory_limit": Setting("SEGRISK_SQL_MEMORY_LIMIT", "1GB", "DuckDB memory limit of each console worker"),
     "threads": Setting("SEGRISK_SQL_THREADS", 1, "DuckDB threads of each console worker"),
-    "workers": Setting("SEGRISK_SQL_WORKERS", 2, "console queries that may run at once (one process each)"),
+    "workers": Setting(
+        "SEGRISK_SQL_WORKERS",
+        2,
+        "console queries that may run at once (one process each); one more is refused at once, never queued",
+    ),
+    "result_mb": Setting(
+        "SEGRISK_SQL_RESULT_MB", 64, "megabytes one result may hold; a query is stopped as soon as it passes them"
+    ),
+    "results_mb": Setting(
+        "SEGRISK_SQL_RESULTS_MB", 256, "megabytes of results the server keeps in all (the oldest are forgotten first)"
+    ),
+    "worker_memory": Setting(
+        "SEGRISK_SQL_WORKER_MEMORY",
+        "4GB",
+        "address space each console worker may use (its DuckDB memory limit and a result in flight)",
+    ),
 }
 
 #: Seconds a worker gets beyond the time limit to answer an interrupt before it is killed.
 KILL_GRACE = 3.0
 #: Seconds a new worker may take to start and open the warehouse.
 START_TIMEOUT = 60.0
-#: A result larger than this (Arrow bytes) is refused: the cap is on rows, a row can be huge.
-MAX_RESULT_BYTES = 64 << 20
+#: Rows per record batch read from DuckDB: small, so the result's size is checked as it grows.
+BATCH_ROWS = 256
 #: Longest SQL text accepted.
 MAX_SQL_CHARS = 100_000
 
@@ -109,6 +142,14 @@ class ConsoleLimits:
     memory_limit: str = "1GB"
     threads: int = 1
     workers: int = 2
+    result_mb: int = 64
+    results_mb: int = 256
+    worker_memory: str = "4GB"
+
+    @property
+    def result_bytes(self) -> int:
+        """The most one result may hold: its own limit, and never more than all kept results may."""
+        return min(self.result_mb, self.results_mb) << 20
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> ConsoleLimits:
@@ -130,7 +171,22 @@ class ConsoleLimits:
                     unit = "a number of seconds" if kind is float else "a whole number"
                     raise SqlConsoleError(f"{setting.env_var} must be {unit} above 0, not '{text}'.")
                 values[name] = value
-        return cls(**values)  # type: ignore[arg-type]
+        limits = cls(**values)  # type: ignore[arg-type]
+        byte_count(limits.worker_memory, SETTINGS["worker_memory"].env_var)  # a bad size fails here, in a sentence
+        return limits
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+def byte_count(text: str, env_var: str = "the size") -> int:
+    """Bytes in a size such as ``3GB`` or ``512 MiB`` (DuckDB's spelling)."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = found and _UNITS.get(found.group(2).lower())
+    if not found or not unit or float(found.group(1)) <= 0:
+        raise SqlConsoleError(f"{env_var} must be a size such as 3GB or 512MB, not '{text}'.")
+    return int(float(found.group(1)) * unit)
 
 
 # -- results -----------------------------------------------------------------------------------------
@@ -151,6 +207,11 @@ class ConsoleResult:
     def row_count(self) -> int:
         return self.table.num_rows
 
+    @property
+    def nbytes(self) -> int:
+        """The memory its Arrow buffers hold."""
+        return self.table.get_total_buffer_size()
+
     def rows(self) -> list[tuple]:
         """The rows as Python values, in the query's order."""
         columns = [column.to_pylist() for column in self.table.columns]
@@ -166,6 +227,48 @@ class ConsoleResult:
 
 
 # -- the worker process --------------------------------------------------------------------------------
+#: DuckDB functions and pragmas whose answer names server files: the database's path
+#: (``duckdb_databases``, ``PRAGMA database_list``), the settings with their directories
+#: (``duckdb_settings``, ``current_setting``, ``allowed_paths``), the extension, secret and
+#: temporary-file directories, and ``query``/``query_table``, which would run a statement built from
+#: a string and so get past a check on names. A function or pragma can only be named in the SQL text
+#: itself (the console cannot create a macro or a view), so refusing these names refuses every way
+#: to call them; the masking of ``_PathMask`` is the second layer, for paths stored in the
+#: warehouse's own tables (``meta_builds.data_dir``) and quoted in error messages.
+PATH_REVEALING = frozenset(
+    {
+        "duckdb_databases",
+        "database_list",
+        "pragma_database_list",
+        "duckdb_settings",
+        "current_setting",
+        "duckdb_extensions",
+        "duckdb_secrets",
+        "which_secret",
+        "duckdb_temporary_files",
+        "duckdb_external_file_cache",
+        "duckdb_logs",
+        "duckdb_log_contexts",
+    }
+)
+#: Names refused only as a call: ``query`` and ``query_table`` are also ordinary column names.
+PATH_REVEALING_CALLS = frozenset({"query", "query_table"})
+
+
+def _names(sql: str) -> list[tuple[str, str]]:
+    """Each identifier or keyword in ``sql``, lower-cased and unquoted, with the token after it
+    (string constants and comments are not names)."""
+    tokens = duckdb.tokenize(sql)
+    names: list[tuple[str, str]] = []
+    for index, (start, kind) in enumerate(tokens):
+        if kind not in (duckdb.token_type.identifier, duckdb.token_type.keyword):
+            continue
+        end = tokens[index + 1][0] if index + 1 < len(tokens) else len(sql)
+        after = sql[end : tokens[index + 2][0]].strip() if index + 2 < len(tokens) else sql[end:].strip()
+        names.append((sql[start:end].strip().strip('"').lower(), after[:1]))
+    return names
+
+
 def _refusal(sql: str, con: duckdb.DuckDBPyConnection) -> str | None:
     """Why ``sql`` is refused before it runs (None when it may run)."""
     statements = con.extract_statements(sql)
@@ -183,12 +286,99 @@ def _refusal(sql: str, con: duckdb.DuckDBPyConnection) -> str | None:
             f"Refused: this {named} statement {what}; the console only runs statements that read the warehouse "
             "(SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, SHOW, EXPLAIN, PRAGMA, CALL)."
         )
+    for name, after in _names(sql):
+        if name in PATH_REVEALING or (name in PATH_REVEALING_CALLS and after == "("):
+            return (
+                f"Refused: {name} shows the server's files and settings, which the console keeps to itself; "
+                "the warehouse's tables and duckdb_tables(), duckdb_columns() describe the data."
+            )
     return None
 
 
-def _answer(con: duckdb.DuckDBPyConnection, sql: str, row_cap: int, time_limit: float, memory_limit: str) -> tuple:
+#: What a server path becomes in the console's answers.
+PATH_PLACEHOLDER = "<server path>"
+
+
+class _PathMask:
+    """Replaces the server's directories (the warehouse's, the data folder each build read, the home
+    directory DuckDB names in its errors) in every text of an answer: values, nested values, column
+    names and error lines. A path is only ever shown to the analyst as ``<server path>/name``."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection) -> None:
+        found = {str(path.parent), str(path.parent.resolve()), str(Path.home())}
+        with contextlib.suppress(duckdb.Error):
+            found |= {row[0] for row in con.execute("SELECT DISTINCT data_dir FROM meta_builds").fetchall() if row[0]}
+        for each in list(found):
+            with contextlib.suppress(OSError, ValueError):
+                found.add(str(Path(each).resolve()))
+        # Longest first, so a data folder inside the warehouse's folder is replaced whole.
+        self.paths = sorted({each.rstrip("/") for each in found if len(each.rstrip("/")) > 1}, key=len, reverse=True)
+
+    def text(self, value: str) -> str:
+        for path in self.paths:
+            value = value.replace(path, PATH_PLACEHOLDER)
+        return value
+
+    def value(self, value: object) -> object:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list | tuple):
+            return [self.value(each) for each in value]
+        if isinstance(value, dict):
+            return {self.value(key): self.value(each) for key, each in value.items()}
+        return value
+
+    def array(self, array: pa.ChunkedArray) -> pa.ChunkedArray:
+        kind = array.type
+        if pa.types.is_dictionary(kind) or pa.types.is_string_view(kind):
+            array, kind = array.cast(pa.string()), pa.string()
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            for path in self.paths:
+                array = pc.replace_substring(array, path, PATH_PLACEHOLDER)
+            return array
+        if pa.types.is_nested(kind) and any(
+            pa.types.is_string(t) or pa.types.is_large_string(t) for t in _leaves(kind)
+        ):
+            return pa.chunked_array([pa.array(self.value(array.to_pylist()), type=kind)], type=kind)
+        return array
+
+    def table(self, table: pa.Table) -> pa.Table:
+        if not self.paths:
+            return table
+        columns = [self.array(column) for column in table.columns]
+        return pa.Table.from_arrays(columns, names=[self.text(name) for name in table.column_names])
+
+
+def _leaves(kind: pa.DataType) -> list[pa.DataType]:
+    """The types inside a nested Arrow type, at every depth."""
+    inner = [kind.field(i).type for i in range(kind.num_fields)]
+    return inner + [leaf for each in inner if pa.types.is_nested(each) for leaf in _leaves(each)]
+
+
+#: How an answer stopped at the worker's address-space limit begins (that worker is then replaced).
+WORKER_MEMORY_STOP = "Stopped: the query needs more memory than a console worker may use"
+
+
+def _too_large(limit: int, rows: int) -> tuple:
+    return (
+        "error",
+        f"Refused: the result passed the console's {limit >> 20:,} MB (SEGRISK_SQL_RESULT_MB) after {rows:,} rows; "
+        "select fewer or narrower columns.",
+    )
+
+
+def _answer(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    row_cap: int,
+    time_limit: float,
+    memory_limit: str,
+    result_bytes: int,
+    mask: _PathMask | None = None,
+) -> tuple:
     """Run one query on a fresh cursor; ("rows", arrow bytes, truncated, seconds), ("stopped",) or
-    ("error", line)."""
+    ("error", line). The result is read in batches of ``BATCH_ROWS`` and given up as soon as it
+    holds more than ``result_bytes``: it never grows past that in this process."""
     started = time.perf_counter()
     try:
         refused = _refusal(sql, con)
@@ -211,9 +401,9 @@ def _answer(con: duckdb.DuckDBPyConnection, sql: str, row_cap: int, time_limit: 
         relation = cursor.sql(sql)
         batches: list[pa.RecordBatch] = []
         schema = pa.schema([])
-        rows = 0
+        rows = size = 0
         if relation is not None:
-            reader = relation.to_arrow_reader(min(row_cap + 1, 8192))
+            reader = relation.to_arrow_reader(min(row_cap + 1, BATCH_ROWS))
             schema = reader.schema
             # Read only one row past the cap: whether there are more is all the console needs to know.
             while rows <= row_cap:
@@ -223,19 +413,27 @@ def _answer(con: duckdb.DuckDBPyConnection, sql: str, row_cap: int, time_limit: 
                     break
                 batches.append(batch)
                 rows += batch.num_rows
+                size += batch.get_total_buffer_size()
+                if size > result_bytes:
+                    batches.clear()
+                    return _too_large(result_bytes, rows)
         table = pa.Table.from_batches(batches, schema=schema)
         truncated = table.num_rows > row_cap
         table = table.slice(0, row_cap)
-    except (duckdb.Error, pa.ArrowException) as exc:
+        if mask is not None:
+            table = mask.table(table)
+    except (duckdb.Error, pa.ArrowException, OSError, MemoryError) as exc:  # pyarrow's OSError: out of memory
         if stopped.is_set():
             return ("stopped",)
-        message = first_line(exc)
+        message = first_line(exc) if not isinstance(exc, MemoryError) else "out of memory"
         if isinstance(exc, duckdb.OutOfMemoryException):
             return (
                 "error",
                 f"Stopped: the query needs more memory than the console's limit of {memory_limit} "
                 f"(SEGRISK_SQL_MEMORY_LIMIT): {message}",
             )
+        if isinstance(exc, MemoryError) or "out of memory" in message.lower():
+            return ("error", f"{WORKER_MEMORY_STOP} (SEGRISK_SQL_WORKER_MEMORY, SEGRISK_SQL_MEMORY_LIMIT): {message}")
         return ("error", f"The query failed: {message}")
     finally:
         timer.cancel()
@@ -246,21 +444,31 @@ def _answer(con: duckdb.DuckDBPyConnection, sql: str, row_cap: int, time_limit: 
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     payload = sink.getvalue().to_pybytes()
-    if len(payload) > MAX_RESULT_BYTES:
-        return (
-            "error",
-            f"Refused: the result is {len(payload) >> 20:,} MB, over the console's {MAX_RESULT_BYTES >> 20} MB; "
-            "select fewer or narrower columns.",
-        )
+    if len(payload) > result_bytes:
+        return _too_large(result_bytes, table.num_rows)
     return ("rows", payload, truncated, time.perf_counter() - started)
 
 
-def _serve(channel: Connection, path: str, memory_limit: str, threads: int) -> None:
+def _limit_worker(worker_memory: int) -> None:
+    """Lower this worker's CPU priority and cap its address space (where the system allows)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # the pages and the scoring API come first
+    try:
+        import resource
+    except ImportError:  # not on this system: the DuckDB memory limit and the result cap remain
+        return
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_AS, (worker_memory, worker_memory))
+
+
+def _serve(channel: Connection, path: str, memory_limit: str, threads: int, worker_memory: int) -> None:
     """The worker's loop: open the sandboxed connection once, answer queries until told to stop."""
+    _limit_worker(worker_memory)
     try:
         con = connect_sandboxed(Path(path), memory_limit=memory_limit, threads=threads)
+        mask = _PathMask(Path(path), con)
     except SegriskError as exc:
-        channel.send(("failed", str(exc)))
+        channel.send(("failed", str(exc).replace(str(Path(path).parent), PATH_PLACEHOLDER)))
         return
     channel.send(("ready",))
     try:
@@ -271,11 +479,13 @@ def _serve(channel: Connection, path: str, memory_limit: str, threads: int) -> N
                 return  # the dashboard went away
             if request is None:
                 return
-            sql, row_cap, time_limit = request
+            sql, row_cap, time_limit, result_bytes = request
             try:
-                answer = _answer(con, sql, row_cap, time_limit, memory_limit)
+                answer = _answer(con, sql, row_cap, time_limit, memory_limit, result_bytes, mask)
             except Exception as exc:  # anything else still reaches the user as one line, never a traceback
                 answer = ("error", f"The query failed: {type(exc).__name__}: {first_line(exc)}")
+            if answer[0] == "error":
+                answer = ("error", mask.text(answer[1]))
             channel.send(answer)
     finally:
         con.close()
@@ -295,7 +505,7 @@ class _Worker:
         self.channel, child = context.Pipe()
         self.process = context.Process(
             target=_serve,
-            args=(child, str(path), limits.memory_limit, limits.threads),
+            args=(child, str(path), limits.memory_limit, limits.threads, byte_count(limits.worker_memory)),
             name="segrisk-sql-console",
             daemon=True,
         )
@@ -316,7 +526,7 @@ class _Worker:
     def ask(self, sql: str, limits: ConsoleLimits) -> tuple:
         """Send one query and wait for its answer; ("lost",) when the worker had to be killed or died."""
         try:
-            self.channel.send((sql, limits.row_cap, limits.time_limit))
+            self.channel.send((sql, limits.row_cap, limits.time_limit, limits.result_bytes))
             if not self.channel.poll(limits.time_limit + KILL_GRACE):
                 self.kill()  # the interrupt did not take: the process goes, and the query with it
                 return ("stopped",)
@@ -362,9 +572,12 @@ class SqlConsole:
             raise SqlConsoleError("Type a query first.", "refused")
         if len(text) > MAX_SQL_CHARS:
             raise SqlConsoleError(f"Refused: the query is longer than {MAX_SQL_CHARS:,} characters.", "refused")
-        # Wait at most one query's worth of time for a free worker.
-        if not self._slots.acquire(timeout=self.limits.time_limit + KILL_GRACE):
-            raise SqlConsoleError("The SQL console is busy with other queries; try again in a moment.")
+        # No queue: a query waiting for a worker would hold a server thread, and enough of them would
+        # hold all of them. Refused at once, it holds none.
+        if not self._slots.acquire(blocking=False):
+            raise SqlConsoleError(
+                f"The SQL console is busy with {self.limits.workers} queries; try again in a moment.", "busy"
+            )
         with self._lock:
             self.running += 1
         try:
@@ -375,6 +588,9 @@ class SqlConsole:
                     self._give_back(worker)
                 else:
                     worker.kill()
+            elif answer[0] == "error" and answer[1].startswith(WORKER_MEMORY_STOP):
+                # Its address space is fragmented or held: a fresh worker answers the next query.
+                threading.Thread(target=worker.stop, daemon=True).start()
             else:
                 self._give_back(worker)
         finally:
@@ -403,7 +619,7 @@ class SqlConsole:
         try:
             stamp = _file_stamp(self.path)
         except FileNotFoundError as exc:
-            raise WarehouseError(f"No warehouse at {self.path}: run `segrisk build` first.") from exc
+            raise WarehouseError(f"No warehouse {self.path.name} on the server: run `segrisk build` first.") from exc
         with self._lock:
             while self._idle:
                 worker = self._idle.pop()
@@ -429,7 +645,8 @@ class SqlConsole:
 # -- showing and downloading a result --------------------------------------------------------------------
 #: Characters of one value shown in the table (the CSV download has them all).
 SHOWN_CHARS = 300
-#: Results kept for paging and download, per server process (the oldest go first).
+#: Results kept for paging and download, per server process (the oldest go first), at most; their
+#: bytes in all are bounded too (``SEGRISK_SQL_RESULTS_MB``).
 RESULTS_KEPT = 64
 #: Integers beyond this lose digits in a browser's JavaScript numbers: they are shown as text.
 SAFE_INTEGER = 2**53
@@ -491,16 +708,31 @@ def result_csv(result: ConsoleResult) -> str:
 
 _RESULTS: OrderedDict[str, tuple[str | None, ConsoleResult]] = OrderedDict()
 _RESULTS_LOCK = threading.Lock()
+_RESULTS_BYTES = 0  # the bytes of the results in _RESULTS
 
 
-def remember(user: str | None, result: ConsoleResult) -> str:
-    """Keep ``result`` for its pages and download; returns the token the browser holds."""
+def remember(user: str | None, result: ConsoleResult, budget_bytes: int | None = None) -> str:
+    """Keep ``result`` for its pages and download; returns the token the browser holds. The oldest
+    results are forgotten while more than ``RESULTS_KEPT`` are kept or they hold more than
+    ``budget_bytes`` (``SEGRISK_SQL_RESULTS_MB`` when not given) in all; the newest is always kept
+    (one result is never larger than the budget: ``ConsoleLimits.result_bytes``)."""
+    global _RESULTS_BYTES
+    if budget_bytes is None:
+        budget_bytes = ConsoleLimits.from_environment().results_mb << 20
     token = secrets.token_urlsafe(16)
     with _RESULTS_LOCK:
         _RESULTS[token] = (user, result)
-        while len(_RESULTS) > RESULTS_KEPT:
-            _RESULTS.popitem(last=False)
+        _RESULTS_BYTES += result.nbytes
+        while len(_RESULTS) > 1 and (len(_RESULTS) > RESULTS_KEPT or _RESULTS_BYTES > budget_bytes):
+            _, (_, forgotten) = _RESULTS.popitem(last=False)
+            _RESULTS_BYTES -= forgotten.nbytes
     return token
+
+
+def kept_bytes() -> int:
+    """The bytes of the results kept now, in this process."""
+    with _RESULTS_LOCK:
+        return _RESULTS_BYTES
 
 
 def recall(user: str | None, token: str | None) -> ConsoleResult | None:

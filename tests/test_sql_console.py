@@ -8,6 +8,7 @@ under it (``warehouse.db.connect_sandboxed``), which must refuse the same attack
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import time
@@ -329,7 +330,10 @@ def served_console(full_db: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def signed_in(base: str, user: str) -> requests.Session:
     session = requests.Session()
-    answer = session.post(f"{base}/login", data={"username": user, "password": PASSWORD}, allow_redirects=False)
+    # The form's CSRF field, when the sign-in form has one (dashboard/auth.py).
+    found = re.search(r'name="csrf_token" value="([^"]+)"', session.get(f"{base}/login").text)
+    fields = {"username": user, "password": PASSWORD, **({"csrf_token": found.group(1)} if found else {})}
+    answer = session.post(f"{base}/login", data=fields, allow_redirects=False)
     assert answer.status_code == 302
     return session
 

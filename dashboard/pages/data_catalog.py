@@ -9,6 +9,8 @@ registered under its own names. Every value a user types (the dictionary search)
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 import dash
 import dash_bootstrap_components as dbc
 import polars as pl
@@ -166,7 +168,8 @@ def build_section(data: WarehouseReader) -> list:
         return [ui.unavailable("This warehouse has no build record: rebuild it with `segrisk build`.")]
     row = build.row(0, named=True)
     cards = [
-        ui.headline("Dataset spec", row["spec_name"], f"read from {row['data_dir']}"),
+        # The data folder by its name only: the server's paths are not shown to the page's users.
+        ui.headline("Dataset spec", row["spec_name"], f"read from {PurePath(row['data_dir'] or '').name}"),
         ui.headline("Data as of", f"{row['as_of_date']:%Y-%m-%d}", "the reference date of the data"),
         ui.headline("Built", f"{row['finished_at']:%Y-%m-%d %H:%M}", "UTC"),
         ui.headline(
@@ -650,15 +653,17 @@ def run_sql(_clicks: int | None, sql: str | None):
         auth.audit("sql_query", f"refused for the role | sql: {sql or ''}", "refused")
         return None, dbc.Alert(auth.refusal("sql"), color="danger", className="py-2 my-2"), 1, 1, HIDDEN
     try:
-        result = sql_console.console(reader().path).run(sql)
+        console = sql_console.console(reader().path)
+        result = console.run(sql)
     except SegriskError as exc:
+        # The outcome says which: "refused", "failed", "stopped", or "busy" (every worker was taken).
         auth.audit("sql_query", f"error: {exc} | sql: {sql or ''}", getattr(exc, "outcome", "failed"))
         return None, dbc.Alert(str(exc), color="danger", className="py-2 my-2", id="data-sql-error"), 1, 1, HIDDEN
     capped = " (capped)" if result.truncated else ""
     auth.audit("sql_query", f"rows: {result.row_count}{capped} | sql: {sql}")
     pages = max(-(-result.row_count // SQL_PAGE_SIZE), 1)
     summary = html.P(result.summary(), className="small text-muted my-2")
-    token = sql_console.remember(auth.current_user()[0], result)
+    token = sql_console.remember(auth.current_user()[0], result, console.limits.results_mb << 20)
     return token, summary, pages, 1, HIDDEN if pages == 1 else None
 
 
