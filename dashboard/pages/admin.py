@@ -20,6 +20,9 @@ from warehouse.app_state import AuditEntry, StoredUser
 dash.register_page(__name__, path="/admin", name="Admin", order=20, admin_only=True)
 
 AUDIT_PAGE_SIZE = 50
+#: Characters of an entry's detail the page shows (the store keeps up to 2,000): with the entries per
+#: page this bounds a page's size (about 50 x 0.5 KB), however long the texts people were refused for.
+SHOWN_DETAIL = 400
 OUTCOME_COLOURS = {"ok": "text-success", "failed": "text-danger", "locked": "text-danger", "refused": "text-warning"}
 
 
@@ -52,7 +55,7 @@ def audit_table(entries: list[AuditEntry]) -> dbc.Table:
             "at": f"{entry.at:%Y-%m-%d %H:%M:%S}",
             "user": entry.user or "–",
             "action": entry.action,
-            "detail": entry.detail or "",
+            "detail": shown_detail(entry.detail),
             "outcome": html.Span(entry.outcome, className=OUTCOME_COLOURS.get(entry.outcome, "")),
             "client": entry.client_address or "",
         }
@@ -69,6 +72,14 @@ def audit_table(entries: list[AuditEntry]) -> dbc.Table:
             ("client", "From"),
         ],
     )
+
+
+def shown_detail(detail: str | None) -> str:
+    """An entry's detail as the page shows it: at most ``SHOWN_DETAIL`` characters, saying how long
+    the stored text is and where to read it whole."""
+    if not detail or len(detail) <= SHOWN_DETAIL:
+        return detail or ""
+    return f"{detail[:SHOWN_DETAIL]} … ({len(detail):,} characters stored; the whole entry is in the store's audit_log)"
 
 
 def readable_time(iso: str) -> str:
