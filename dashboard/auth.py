@@ -14,37 +14,78 @@ What a role may do is decided in one place, ``can(role, capability)``:
 ``audit(action, detail, outcome)`` appends to the store's append-only audit log with the signed-in
 user and the client address of the current request. Secure defaults: the session cookie is signed
 with ``SEGRISK_SECRET_KEY`` or else a key generated once and kept beside the store (mode 0600) so
-every server process and restart shares it; cookies are HttpOnly and SameSite=Lax; a user name is
-locked for 15 minutes after 5 failed sign-ins within 15 minutes, and every failure waits a moment.
+every server process and restart shares it; cookies are HttpOnly and SameSite=Lax.
+
+Sessions are kept on the server: signing in stores a new session (only the SHA-256 of its random id;
+the id itself is in the signed cookie) in the store's ``sessions`` table, and every request checks
+it. A session ends when its user signs out (so a copied cookie stops working), when it has been idle
+for ``SEGRISK_SESSION_IDLE_MINUTES`` (default 30), when it is ``SEGRISK_SESSION_HOURS`` old (default
+12; the cookie expires then too), and when its user's password or role changes or the user is
+removed (``AppState`` revokes them, so ``segrisk users`` does too).
+
+Failed sign-ins never hold a server thread (no sleeping) and never lock anyone out. Two rules:
+
+- Per client address (``request.remote_addr``; no X-Forwarded-For is trusted, so behind a reverse
+  proxy every client shares the proxy's address): after ADDRESS_FAILURES failed sign-ins within
+  ADDRESS_WINDOW, that address is answered 429 with Retry-After at once, without checking any
+  password, until the oldest of them leaves the window. This count lives in the server process's
+  memory (one ``segrisk serve`` is one process; several processes would each count their own), so
+  it holds even while the store is busy.
+- Per user name (the store's ``login_failures``, shared by processes): from the 3rd failure within
+  an hour, the name gets a "not before" time 1 s, 2 s, 4 s ... after each failure, at most 5
+  minutes. It applies only to sign-ins from an address that has itself failed recently (the
+  failed-addresses rule): an attacker guessing ``admin``'s password slows only themselves, and the
+  admin signs in at once from any address that has not failed. Refusals answer at once, "wait N
+  seconds".
+
+Every POST (and other state-changing method) except the API's (``/api/v1/``, API keys) whose
+``Origin`` (or, lacking it, ``Referer``) names another host than the request's is refused (403), and
+the sign-in form carries a CSRF token that must match the one in the session (400 otherwise), so no
+other site can sign a browser in or drive its callbacks. A busy store answers 503 with a sentence.
 """
 
 from __future__ import annotations
 
 import getpass
-import hashlib
 import html
+import logging
+import math
 import os
 import secrets
+import threading
 import time
 import unicodedata
+from collections import OrderedDict, deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, current_app, g, has_request_context, redirect, request, session
 from werkzeug.security import check_password_hash
 
-from warehouse.app_state import LOCKOUT_DURATION, LOCKOUT_FAILURES, LOCKOUT_WINDOW, ROLES, AppState, StoredUser
+from warehouse.app_state import ROLES, AppState, StoreBusyError, StoredUser
 from warehouse.errors import SegriskError
+
+log = logging.getLogger(__name__)
 
 #: Paths anyone may fetch: the login form and the stylesheet it uses.
 PUBLIC_PATHS = ("/login", "/assets/bootstrap.min.css", "/favicon.ico")
 #: The scoring API authenticates its own requests (an API key header or a signed-in session, see
 #: ``session_user``) and answers 401 itself, so the page guard lets these paths through to it.
 API_PREFIX = "/api/v1/"
-#: Seconds every failed sign-in waits before answering: slows guessing without locking anyone out.
-FAILED_LOGIN_DELAY = 0.5
+#: Failed sign-ins from one client address within ADDRESS_WINDOW seconds after which it gets 429.
+ADDRESS_FAILURES = 10
+ADDRESS_WINDOW = 600.0
+#: Addresses the in-memory count keeps at most (the oldest are forgotten first): bounded memory.
+ADDRESS_MEMORY = 10_000
+#: Session settings: (name, default, smallest, largest).
+SESSION_IDLE_SETTING = ("SEGRISK_SESSION_IDLE_MINUTES", 30, 1, 24 * 60)
+SESSION_HOURS_SETTING = ("SEGRISK_SESSION_HOURS", 12, 1, 24 * 30)
+#: Methods that change nothing: not checked for a foreign Origin.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"
+CSRF_REFUSED = "This sign-in form has expired or came from another site; reload the page and sign in again."
 #: The shortest ``SEGRISK_SECRET_KEY`` accepted (the generated key is 64 hex characters).
 MIN_SECRET_KEY_LENGTH = 32
 #: Sent with every response. No Content-Security-Policy: Dash's page shell needs inline scripts.
@@ -65,6 +106,7 @@ CAPABILITIES: dict[str, frozenset[str]] = {
 }
 ALL_CAPABILITIES = frozenset().union(*CAPABILITIES.values())
 _STORE_KEY = "segrisk_state"
+_THROTTLE_KEY = "segrisk_sign_in_throttle"
 
 
 class AuthError(SegriskError):
@@ -111,17 +153,19 @@ def store() -> AppState:
 
 
 def session_user() -> tuple[str, str] | None:
-    """(name, role) of the user signed in to this request's session, checked against the store: a
-    removed user, or one whose password changed since signing in, is signed out. None otherwise."""
+    """(name, role) of the user signed in to this request's session, checked against the store's
+    sessions: a revoked, idle or too old session, or a removed user, is signed out. None otherwise.
+    Raises StoreBusyError while the store is locked by another program."""
     if not has_request_context():
         return None
     if "segrisk_user" in g:
         return g.segrisk_user
     found = None
-    name = session.get("user")
-    if name:
-        stored = store().user(name)
-        if stored is not None and session.get("stamp") == _stamp(stored):
+    session_id = session.get("sid")
+    if isinstance(session_id, str) and session_id:
+        idle, lifetime = current_app.config["SEGRISK_SESSION_IDLE"], current_app.config["PERMANENT_SESSION_LIFETIME"]
+        stored = store().session_user(session_id, idle=idle, lifetime=lifetime)
+        if stored is not None:
             found = (stored.name, stored.role)
     g.segrisk_user = found
     return found
@@ -250,20 +294,95 @@ def secure_cookies(environ: dict[str, str] | None = None) -> bool:
     raise AuthError(f"SEGRISK_SECURE_COOKIES must be 0, 1, true or false, not {value!r}.")
 
 
+def session_limits(environ: dict[str, str] | None = None) -> tuple[timedelta, timedelta]:
+    """(idle timeout, absolute lifetime) of a session: ``SEGRISK_SESSION_IDLE_MINUTES`` (default 30,
+    1 to 1440) and ``SEGRISK_SESSION_HOURS`` (default 12, 1 to 720); any other value is refused."""
+    environ = dict(os.environ) if environ is None else environ
+    minutes = _whole_number(environ, *SESSION_IDLE_SETTING, "minutes")
+    hours = _whole_number(environ, *SESSION_HOURS_SETTING, "hours")
+    return timedelta(minutes=minutes), timedelta(hours=hours)
+
+
+def _whole_number(environ: dict[str, str], name: str, default: int, low: int, high: int, unit: str) -> int:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise AuthError(f"{name} must be a whole number of {unit} from {low} to {high}, not {value!r}.")
+    return int(value)
+
+
+class SignInThrottle:
+    """Failed sign-ins per client address, in this process's memory (thread-safe, bounded): the
+    address rule and the failed-addresses rule of the module docstring. ``clock`` is for tests."""
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        window: float | None = None,
+        max_addresses: int | None = None,
+        clock=time.monotonic,  # noqa: ANN001
+    ) -> None:
+        self.limit = ADDRESS_FAILURES if limit is None else limit
+        self.window = ADDRESS_WINDOW if window is None else window
+        self.max_addresses = ADDRESS_MEMORY if max_addresses is None else max_addresses
+        self.clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def record(self, address: str) -> None:
+        """Count one failed (or refused) sign-in from ``address``."""
+        now = self.clock()
+        with self._lock:
+            times = self._failures.pop(address, None) or deque(maxlen=self.limit)
+            times.append(now)
+            self._failures[address] = times  # now the most recent
+            while len(self._failures) > self.max_addresses:
+                self._failures.popitem(last=False)
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        times = self._recent(address)
+        if len(times) < self.limit:
+            return None
+        return max(1, math.ceil(times[0] + self.window - self.clock()))
+
+    def has_failed(self, address: str) -> bool:
+        """Whether ``address`` failed a sign-in within the window."""
+        return bool(self._recent(address))
+
+    def _recent(self, address: str) -> list[float]:
+        since = self.clock() - self.window
+        with self._lock:
+            return [t for t in self._failures.get(address, ()) if t > since]
+
+
 # -- the Flask side ------------------------------------------------------------------------------------
 def install(server: Flask, target: AppState) -> None:
-    """Add /login and /logout, and refuse every other request without a signed-in session."""
+    """Add /login and /logout, refuse state-changing requests from other sites, and refuse every
+    other request without a signed-in session."""
     if not target.users():
         raise AuthError(
             "No dashboard users: set SEGRISK_ADMIN_PASSWORD (one admin user) or add one with "
             "`segrisk users add NAME --role admin`."
         )
     secure = secure_cookies()
+    idle, lifetime = session_limits()
+    throttle = SignInThrottle()
     server.extensions[_STORE_KEY] = target
+    server.extensions[_THROTTLE_KEY] = throttle
     server.secret_key = secret_key(target)
     _owner_only(target.path)
     server.config.update(
-        SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax", SESSION_COOKIE_SECURE=secure, DEBUG=False
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        DEBUG=False,
+        # The cookie (and its signature, which Flask checks against this) ends with the session's
+        # absolute lifetime, counted from the sign-in: it is not renewed on every request.
+        PERMANENT_SESSION_LIFETIME=lifetime,
+        SESSION_REFRESH_EACH_REQUEST=False,
+        SEGRISK_SESSION_IDLE=idle,
     )
     headers = dict(SECURITY_HEADERS) | (dict([HSTS]) if secure else {})
 
@@ -283,29 +402,86 @@ def install(server: Flask, target: AppState) -> None:
         return Response(status=204)
 
     @server.before_request
-    def _require_login() -> Response | None:
-        if request.path in PUBLIC_PATHS or request.path.startswith(API_PREFIX) or session_user() is not None:
+    def _refuse_other_sites() -> Response | None:
+        # Runs before the sign-in guard: a foreign form or script is refused whether signed in or not.
+        foreign = foreign_origin()
+        if foreign is None:
             return None
+        return Response(
+            f"Refused: this request came from another site ({foreign[:100]}); use the dashboard at its own address.",
+            status=403,
+            mimetype="text/plain",
+        )
+
+    @server.before_request
+    def _require_login() -> Response | None:
+        if request.path in PUBLIC_PATHS or request.path.startswith(API_PREFIX):
+            return None
+        try:
+            if session_user() is not None:
+                return None
+        except StoreBusyError as exc:
+            return _busy_answer(exc)
         if request.path.startswith("/_dash-") or request.method != "GET":
             return Response("Sign in first.", status=401)
         return redirect(f"/login?next={quote(request.full_path.rstrip('?'), safe='/?=')}")
 
     @server.route("/login", methods=["GET", "POST"])
-    def _login() -> Response | str:
+    def _login() -> Response:
         if request.method == "GET":
-            return Response(_login_page(""), mimetype="text/html")
+            return _login_response("")
+        if not _csrf_matches():
+            return _login_response(CSRF_REFUSED, 400)
         name = request.form.get("username", "")[:64]
-        message = _sign_in(target, name, request.form.get("password", ""))
-        if message is None:
+        try:
+            refused = _sign_in(target, throttle, name, request.form.get("password", ""))
+        except StoreBusyError as exc:
+            session.clear()  # whatever got through before the store stopped answering is not a sign-in
+            return _login_response(str(exc), 503, retry_after=5)
+        if refused is None:
             return redirect(safe_next(request.args.get("next")))
-        return Response(_login_page(message), status=401, mimetype="text/html")
+        message, status, retry_after = refused
+        return _login_response(message, status, retry_after=retry_after)
 
-    @server.route("/logout")
+    @server.route("/logout", methods=["GET", "POST"])
     def _logout() -> Response:
-        if session_user() is not None:
-            audit("logout")
+        session_id = session.get("sid")
+        try:
+            if session_user() is not None:
+                audit("logout")
+            if isinstance(session_id, str) and session_id:
+                target.revoke_session(session_id)
+        except StoreBusyError as exc:
+            session.clear()
+            return _busy_answer(exc, "This browser is signed out, but the session could not be ended on the server.")
         session.clear()
+        g.segrisk_user = None
         return redirect("/login")
+
+
+def foreign_origin() -> str | None:
+    """The ``Origin`` (or, lacking it, ``Referer``) of this request when it is a state-changing one
+    (not GET, HEAD or OPTIONS; the API's keys are exempt) from another host; None when it may go on.
+    A request with neither header (a script, curl) goes on: browsers send ``Origin`` with every
+    cross-site POST."""
+    if request.method in SAFE_METHODS or request.path.startswith(API_PREFIX):
+        return None
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source:
+        return None
+    parts = urlsplit(source)
+    if parts.scheme in ("http", "https") and _host(parts.netloc) == _host(request.host):
+        return None
+    return source
+
+
+def _host(netloc: str) -> str:
+    """``host[:port]`` lower-cased, without a default port (browsers leave it out, proxies may not)."""
+    netloc = netloc.lower().rpartition("@")[2]
+    for default in (":80", ":443"):
+        if netloc.endswith(default):
+            return netloc[: -len(default)]
+    return netloc
 
 
 def safe_next(destination: str | None) -> str:
@@ -337,19 +513,37 @@ def _owner_only(store_path: Path) -> None:
             pass
 
 
-def _sign_in(target: AppState, name: str, password: str) -> str | None:
-    """Sign ``name`` in to this session; None on success, else the sentence to show."""
-    locked_until = target.locked_until(name)
-    if locked_until is not None:
-        audit("login", "refused: the user name is locked", "locked", user=name)
-        time.sleep(FAILED_LOGIN_DELAY)
-        return _locked_sentence(locked_until)
+def _sign_in(target: AppState, throttle: SignInThrottle, name: str, password: str) -> tuple[str, int, int] | None:
+    """Sign ``name`` in to this session; None on success, else (sentence, status, Retry-After seconds
+    or 0). Never sleeps: a refusal answers at once. Raises StoreBusyError when the store is locked."""
+    address = request.remote_addr or "unknown"
+    wait = throttle.retry_after(address)
+    if wait is not None:  # not audited: the failure that started it was, and a flood must not write
+        return (
+            f"Too many failed sign-ins from your address; try again in {_span(wait)}.",
+            429,
+            wait,
+        )
+    if throttle.has_failed(address):
+        not_before = target.locked_until(name)
+        if not_before is not None:
+            throttle.record(address)
+            wait = max(1, math.ceil((not_before - datetime.now(UTC)).total_seconds()))
+            audit("login", f"refused: back-off after failed sign-ins, {wait} s left", "locked", user=name)
+            return (
+                f"Too many failed sign-ins of this user name from your address; wait {_span(wait)} and try again.",
+                429,
+                wait,
+            )
     user = target.check_password(name, password)
     if user is None:
-        locked_until = target.record_login_failure(name)
-        audit("login", "wrong user name or password", "failed", user=name)
-        time.sleep(FAILED_LOGIN_DELAY)
-        return _locked_sentence(locked_until) if locked_until else "Wrong user name or password."
+        throttle.record(address)  # first, in memory: counted even when the store cannot be written
+        try:
+            target.record_login_failure(name)
+            audit("login", "wrong user name or password", "failed", user=name)
+        except StoreBusyError as exc:
+            log.warning("failed sign-in of %r from %s not recorded in the store: %s", name, address, exc)
+        return "Wrong user name or password.", 401, 0
     target.clear_login_failures(name)
     start_session(user)
     audit("login", f"signed in as {user.role}")
@@ -357,37 +551,67 @@ def _sign_in(target: AppState, name: str, password: str) -> str | None:
 
 
 def start_session(user: StoredUser) -> None:
-    """Sign ``user`` in to this request's session (after their password was checked)."""
+    """Sign ``user`` in to this request's session (after their password was checked): a new
+    server-side session, its id in the cookie, a new CSRF token."""
+    lifetime: timedelta = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    session_id = store().create_session(user.name, client_address=request.remote_addr, lifetime=lifetime)
     session.clear()
-    session["user"], session["stamp"] = user.name, _stamp(user)
+    session.permanent = True  # the cookie expires with the session's absolute lifetime
+    session["sid"], session["csrf"] = session_id, secrets.token_urlsafe(32)
     g.segrisk_user = (user.name, user.role)
 
 
-def _locked_sentence(until: datetime) -> str:
-    return (
-        f"This user is locked for {_minutes(LOCKOUT_DURATION)} minutes after {LOCKOUT_FAILURES} failed sign-ins "
-        f"within {_minutes(LOCKOUT_WINDOW)} minutes; try again after {until:%H:%M} UTC."
-    )
+def _csrf_matches() -> bool:
+    expected, sent = session.get("csrf"), request.form.get(CSRF_FIELD)
+    return isinstance(expected, str) and isinstance(sent, str) and secrets.compare_digest(expected, sent)
 
 
-def _minutes(span: timedelta) -> int:
-    return int(span.total_seconds() // 60)
+def _csrf_token() -> str:
+    """This session's CSRF token, made on first use."""
+    token = session.get("csrf")
+    if not isinstance(token, str) or not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
 
 
-def _stamp(user: StoredUser) -> str:
-    """A short fingerprint of the password hash kept in the session: changing the password signs out
-    every session of that user."""
-    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+def _login_response(message: str, status: int = 200, *, retry_after: int = 0) -> Response:
+    response = Response(_login_page(message, _csrf_token()), status=status, mimetype="text/html")
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
-def _login_page(message: str) -> str:
-    alert = f'<div class="alert alert-danger py-2">{html.escape(message)}</div>' if message else ""
+def _busy_answer(exc: StoreBusyError, before: str = "") -> Response:
+    """503 with the store's sentence: plain text for callbacks and other requests, a page for pages."""
+    sentence = f"{before} {exc}".strip()
+    if request.method == "GET" and not request.path.startswith("/_dash-"):
+        body = _page(f'<div class="alert alert-warning py-2">{html.escape(sentence)}</div>')
+        response = Response(body, status=503, mimetype="text/html")
+    else:
+        response = Response(sentence, status=503, mimetype="text/plain")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
+def _span(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
+
+
+def _page(content: str) -> str:
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Segrisk: sign in</title>
 <link rel="stylesheet" href="/assets/bootstrap.min.css"></head>
 <body class="bg-light"><main class="container" style="max-width:24rem;margin-top:12vh">
-<h1 class="h4 mb-3">Segrisk</h1>{alert}
-<form method="post"><div class="mb-2"><label class="form-label" for="username">User</label>
+<h1 class="h4 mb-3">Segrisk</h1>{content}</main></body></html>"""
+
+
+def _login_page(message: str, csrf_token: str) -> str:
+    alert = f'<div class="alert alert-danger py-2">{html.escape(message)}</div>' if message else ""
+    return _page(f"""{alert}
+<form method="post"><input type="hidden" name="{CSRF_FIELD}" value="{html.escape(csrf_token)}">
+<div class="mb-2"><label class="form-label" for="username">User</label>
 <input class="form-control" id="username" name="username" autocomplete="username" required autofocus></div>
 <div class="mb-3"><label class="form-label" for="password">Password</label>
 <input class="form-control" id="password" name="password" type="password" autocomplete="current-password" required></div>
-<button class="btn btn-primary w-100" type="submit">Sign in</button></form></main></body></html>"""
+<button class="btn btn-primary w-100" type="submit">Sign in</button></form>""")

@@ -15,6 +15,7 @@ import dash
 import pytest
 from conftest import dashboard_page
 from dash_helpers import text_of
+from signin import login_form
 
 from dashboard import auth
 from dashboard.app import create_app
@@ -22,8 +23,8 @@ from dashboard.cli import main
 from dashboard.data import reader
 from dashboard.state import persona_names
 from warehouse.app_state import (
-    LOCKOUT_DURATION,
-    LOCKOUT_FAILURES,
+    LOGIN_BACKOFF_CAP,
+    LOGIN_FREE_FAILURES,
     ROLES,
     AccessError,
     AppState,
@@ -40,7 +41,6 @@ def store(tmp_path: Path) -> AppState:
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0)
     for name in ("SEGRISK_ADMIN_PASSWORD", "SEGRISK_USERS", "SEGRISK_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
 
@@ -87,25 +87,29 @@ def test_users_are_added_changed_and_removed_with_clear_refusals(store: AppState
         store.set_password("alice", PASSWORD)
 
 
-def test_five_failures_within_the_window_lock_the_name_for_fifteen_minutes(store: AppState) -> None:
+def test_failures_of_a_name_give_a_short_back_off_that_doubles_and_is_capped(store: AppState) -> None:
     start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    for minute in range(LOCKOUT_FAILURES - 1):
-        assert store.record_login_failure("alice", now=start + timedelta(minutes=minute)) is None
-    assert store.locked_until("alice", now=start + timedelta(minutes=4)) is None
-    fifth = start + timedelta(minutes=LOCKOUT_FAILURES - 1)
-    assert store.record_login_failure("alice", now=fifth) == fifth + LOCKOUT_DURATION
-    assert store.locked_until("alice", now=fifth + timedelta(minutes=14)) == fifth + LOCKOUT_DURATION
-    assert store.locked_until("alice", now=fifth + LOCKOUT_DURATION + timedelta(seconds=1)) is None
-    assert store.locked_until("bob", now=fifth) is None  # per user name
+    for second in range(LOGIN_FREE_FAILURES - 1):
+        assert store.record_login_failure("alice", now=start + timedelta(seconds=second)) is None
+    assert store.locked_until("alice", now=start + timedelta(seconds=2)) is None
+    third = start + timedelta(seconds=10)
+    assert store.record_login_failure("alice", now=third) == third + timedelta(seconds=1)
+    assert store.record_login_failure("alice", now=third) == third + timedelta(seconds=2)
+    assert store.locked_until("alice", now=third + timedelta(seconds=1)) == third + timedelta(seconds=2)
+    assert store.locked_until("alice", now=third + timedelta(seconds=3)) is None
+    for _ in range(40):
+        until = store.record_login_failure("alice", now=third)
+    assert until == third + LOGIN_BACKOFF_CAP  # never a lockout: minutes at most
+    assert store.locked_until("bob", now=third) is None  # per user name
 
 
-def test_failures_spread_beyond_the_window_or_cleared_by_a_success_do_not_lock(store: AppState) -> None:
+def test_failures_spread_beyond_the_window_or_cleared_by_a_success_give_no_back_off(store: AppState) -> None:
     start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
-    for attempt in range(3 * LOCKOUT_FAILURES):  # one every 4 minutes: never 5 within 15 minutes
-        assert store.record_login_failure("alice", now=start + timedelta(minutes=4 * attempt)) is None
-    for attempt in range(2 * LOCKOUT_FAILURES):
+    for attempt in range(3 * LOGIN_FREE_FAILURES):  # one every 40 minutes: never 3 within an hour
+        assert store.record_login_failure("alice", now=start + timedelta(minutes=40 * attempt)) is None
+    for attempt in range(3 * LOGIN_FREE_FAILURES):
         assert store.record_login_failure("bob", now=start + timedelta(seconds=attempt)) is None
-        if attempt % 3 == 2:
+        if attempt % 2 == 1:
             store.clear_login_failures("bob")
 
 
@@ -160,7 +164,7 @@ def _app(tmp_path: Path, **users: str):  # noqa: ANN202 - the Flask server
 
 
 def _sign_in(client, name: str, password: str = PASSWORD):  # noqa: ANN001, ANN202
-    return client.post("/login", data={"username": name, "password": password})
+    return client.post("/login", data=login_form(client, name, password))
 
 
 def test_logins_and_failures_are_audited_with_the_client_address(tmp_path: Path) -> None:
@@ -179,17 +183,23 @@ def test_logins_and_failures_are_audited_with_the_client_address(tmp_path: Path)
     assert {e.client_address for e in log} == {"127.0.0.1"}
 
 
-def test_a_locked_name_is_refused_even_with_the_right_password(tmp_path: Path) -> None:
+def test_a_name_in_back_off_is_refused_at_once_from_the_failing_address_only(tmp_path: Path) -> None:
     server = _app(tmp_path, alice="analyst")
     client = server.test_client()
-    for _ in range(LOCKOUT_FAILURES):
+    for _ in range(LOGIN_FREE_FAILURES):
         answer = _sign_in(client, "alice", "guess")
-    assert b"locked for 15 minutes after 5 failed sign-ins" in answer.data
-    answer = _sign_in(client, "alice")
-    assert answer.status_code == 401 and b"try again after" in answer.data
+    assert answer.status_code == 401
+    for _ in range(10):  # more failures of the name (another server process): the back-off grows to its cap
+        server.extensions["segrisk_state"].record_login_failure("alice")
+    answer = _sign_in(client, "alice")  # the right password, but from the address that kept failing
+    assert answer.status_code == 429 and b"wait 5 minutes" in answer.data
+    assert 0 < int(answer.headers["Retry-After"]) <= LOGIN_BACKOFF_CAP.total_seconds()
     assert client.get("/", follow_redirects=False).status_code == 302  # still signed out
+    other = server.test_client()  # another address: the back-off does not apply there
+    answer = other.post("/login", data=login_form(other, "alice", PASSWORD), environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    assert answer.status_code == 302
     outcomes = [e.outcome for e in server.extensions["segrisk_state"].audit_entries(user="alice")]
-    assert outcomes == ["locked"] + ["failed"] * LOCKOUT_FAILURES
+    assert outcomes == ["ok", "locked"] + ["failed"] * LOGIN_FREE_FAILURES
 
 
 def test_every_route_needs_a_session_except_the_api_which_answers_for_itself(tmp_path: Path) -> None:

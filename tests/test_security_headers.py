@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from signin import login_form
 
 from dashboard import auth
 from dashboard.app import create_app
@@ -22,7 +23,6 @@ HEADERS = {
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0)
     for name in ("SEGRISK_ADMIN_PASSWORD", "SEGRISK_USERS", "SEGRISK_SECRET_KEY", "SEGRISK_SECURE_COOKIES"):
         monkeypatch.delenv(name, raising=False)
 
@@ -37,7 +37,7 @@ def _server(tmp_path: Path, **users: str):  # noqa: ANN202 - the Flask server
 def _responses(client) -> dict[str, object]:  # noqa: ANN001
     return {
         "login page": client.get("/login"),
-        "refused sign-in": client.post("/login", data={"username": "alice", "password": "wrong password"}),
+        "refused sign-in": client.post("/login", data=login_form(client, "alice", "wrong password")),
         "signed-out page": client.get("/"),
         "signed-out callback": client.post("/_dash-update-component", json={}),
         "api": client.get("/api/v1/health"),
@@ -47,7 +47,7 @@ def _responses(client) -> dict[str, object]:  # noqa: ANN001
 
 
 def _signed_in_responses(client) -> dict[str, object]:  # noqa: ANN001
-    assert client.post("/login", data={"username": "alice", "password": PASSWORD}).status_code == 302
+    assert client.post("/login", data=login_form(client, "alice", PASSWORD)).status_code == 302
     return {
         "page": client.get("/"),
         "layout": client.get("/_dash-layout"),
@@ -83,9 +83,14 @@ def test_secure_cookies_turn_on_the_secure_flag_and_hsts(
         assert answer.headers.get("Strict-Transport-Security") == "max-age=31536000", what
         for header, value_expected in HEADERS.items():
             assert answer.headers.get(header) == value_expected, (what, header)
-    answer = server.test_client().post(
-        "/login", data={"username": "alice", "password": PASSWORD}, base_url="https://localhost"
+    signing_in = server.test_client()
+    signing_in.get("/login", base_url="https://localhost")
+    with signing_in.session_transaction(base_url="https://localhost") as session:
+        token = session["csrf"]
+    answer = signing_in.post(
+        "/login", data={"username": "alice", "password": PASSWORD, "csrf_token": token}, base_url="https://localhost"
     )
+    assert answer.status_code == 302
     assert "Secure" in answer.headers["Set-Cookie"]
 
 
@@ -126,7 +131,7 @@ def test_the_favicon_is_not_the_dash_page_shell(tmp_path: Path, signed_in: bool)
 
     client = _server(tmp_path, alice="analyst").test_client()
     if signed_in:
-        client.post("/login", data={"username": "alice", "password": PASSWORD})
+        client.post("/login", data=login_form(client, "alice", PASSWORD))
     answer = client.get("/favicon.ico")
     assert answer.status_code == 204 and answer.data == b""
     assert b"_dash-config" not in answer.data and dash.__version__.encode() not in answer.data

@@ -13,8 +13,9 @@ import duckdb
 import polars as pl
 import pytest
 from conftest import dashboard_page
+from signin import login_form
 
-from dashboard import auth, downloads, sql_console
+from dashboard import downloads, sql_console
 from dashboard.app import create_app
 from dashboard.sql_console import ConsoleLimits, SqlConsole
 from warehouse.app_state import AppState, state_path
@@ -25,7 +26,6 @@ FORMULA = '=HYPERLINK("http://x")'
 
 @pytest.fixture(autouse=True)
 def no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(auth, "FAILED_LOGIN_DELAY", 0)
     for name in ("SEGRISK_ADMIN_PASSWORD", "SEGRISK_USERS", "SEGRISK_SECRET_KEY"):
         monkeypatch.delenv(name, raising=False)
 
@@ -39,7 +39,7 @@ def _server(db: Path, **users: str):  # noqa: ANN202 - the Flask server
 
 def _sign_in(client, next_value: str | None = None, name: str = "alice"):  # noqa: ANN001, ANN202
     url = "/login" if next_value is None else f"/login?next={next_value}"
-    return client.post(url, data={"username": name, "password": PASSWORD})
+    return client.post(url, data=login_form(client, name, PASSWORD))
 
 
 # -- 3: acknowledgements --------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ def test_a_query_with_several_parameters_comes_back_whole(tmp_path: Path) -> Non
     to_login = client.get("/risk?x=1&y=2")
     assert to_login.status_code == 302
     login = urlsplit(to_login.headers["Location"])
-    answer = client.post(f"{login.path}?{login.query}", data={"username": "alice", "password": PASSWORD})
+    answer = client.post(f"{login.path}?{login.query}", data=login_form(client, "alice", PASSWORD))
     assert answer.headers["Location"] == "/risk?x=1&y=2"
 
 

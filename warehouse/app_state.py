@@ -8,7 +8,9 @@ the dashboard at once. Every model run copies it into the warehouse (``ml_person
 ``ml_alert_acknowledgements``) so SQL users see the same.
 
 It also holds who may sign in to the dashboard (``users``: name, role, salted password hash),
-failed sign-ins per user name (``login_failures``, for the lockout), and the append-only
+failed sign-ins per user name (``login_failures``, for a short back-off, never a lockout), the
+dashboard's server-side sessions (``sessions``: SHA-256 of the id, user, created, last seen,
+address, revoked; a new password or role, or removing the user, revokes them), and the append-only
 ``audit_log`` (triggers refuse any UPDATE or DELETE of it), and the scoring API's keys
 (``api_keys``: name, SHA-256 of the key, a short prefix to recognise it, created, revoked).
 """
@@ -79,14 +81,36 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
-#: Failed sign-ins of one user name within LOCKOUT_WINDOW that lock it for LOCKOUT_DURATION.
 #: How long a store call waits for another process's lock before answering ``StoreBusyError``: short,
 #: because a server thread waits with it (writes in the store take milliseconds).
 STORE_BUSY_SECONDS = 2.0
-LOCKOUT_FAILURES = 5
-LOCKOUT_WINDOW = timedelta(minutes=15)
-LOCKOUT_DURATION = timedelta(minutes=15)
+#: Per-user back-off, never a lockout: from the LOGIN_FREE_FAILURES-th failed sign-in of a user name
+#: within LOGIN_FAILURE_WINDOW, that name may not be tried again before 1 s, then 2 s, 4 s ... after
+#: each failure, at most LOGIN_BACKOFF_CAP (``login_failures.locked_until`` holds that "not before"
+#: time). The dashboard applies it only to addresses that have failed (see ``dashboard/auth.py``).
+LOGIN_FREE_FAILURES = 3
+LOGIN_FAILURE_WINDOW = timedelta(hours=1)
+LOGIN_BACKOFF_CAP = timedelta(minutes=5)
 # -- end of access control schema ---------------------------------------------------------------
+
+# -- dashboard sessions --------------------------------------------------------------------------
+# One row per sign-in. Only the SHA-256 of the session id is stored (the id, 256 random bits, is in
+# the browser's signed cookie): whoever reads the store cannot take over a session.
+SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    user_name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_seen_at TEXT NOT NULL,
+    client_address TEXT,
+    revoked_at TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_name);
+"""
+#: ``last_seen_at`` is written only when it is older than this, so callbacks do not write the store on
+#: every request; the idle timeout is therefore exact to within this.
+SESSION_TOUCH_INTERVAL = timedelta(minutes=1)
+# -- end of dashboard sessions schema ------------------------------------------------------------
 
 # -- scoring API keys ----------------------------------------------------------------------------
 # Only the SHA-256 of each key is stored: a key is a 256-bit random token, so a plain hash is as
@@ -177,6 +201,7 @@ class AppState:
                 con.executescript(ACCESS_SCHEMA)
                 con.executescript(API_KEYS_SCHEMA)
                 _chain_audit_log(con)
+                con.executescript(SESSIONS_SCHEMA)
                 self._ready = True
                 return
             except sqlite3.OperationalError as exc:
@@ -270,6 +295,8 @@ class AppState:
         now = _utc_now()
         con = self._connect()
         try:
+            con.execute("BEGIN IMMEDIATE")
+            before = con.execute("SELECT role, password_hash FROM users WHERE name = ?", [name]).fetchone()
             con.execute(
                 """
                 INSERT INTO users VALUES (?, ?, ?, ?, ?)
@@ -278,6 +305,13 @@ class AppState:
                 """,
                 [name, role, stored_hash, now, now],
             )
+            if before is not None and tuple(before) != (role, stored_hash):
+                _revoke_sessions_of(con, name)  # a new password or role ends the user's sessions
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
         finally:
             con.close()
         user = self.user(name)
@@ -294,20 +328,35 @@ class AppState:
         self._update_user(name, "UPDATE users SET role = ?, updated_at = ? WHERE name = ?", role)
 
     def _update_user(self, name: str, sql: str, value: str) -> None:
+        """Change one field of a user and end all their sessions, in one transaction."""
         con = self._connect()
         try:
+            con.execute("BEGIN IMMEDIATE")
             changed = con.execute(sql, [value, _utc_now(), name]).rowcount
+            _revoke_sessions_of(con, name)
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
         finally:
             con.close()
         if not changed:
             raise AccessError(f"There is no user '{name}' (see `segrisk users list`).")
 
     def remove_user(self, name: str) -> None:
-        """Delete the user; their audit entries stay."""
+        """Delete the user and end their sessions; their audit entries stay."""
         con = self._connect()
         try:
+            con.execute("BEGIN IMMEDIATE")
             removed = con.execute("DELETE FROM users WHERE name = ?", [name]).rowcount
             con.execute("DELETE FROM login_failures WHERE user_name = ?", [name])
+            _revoke_sessions_of(con, name)
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
         finally:
             con.close()
         if not removed:
@@ -343,7 +392,7 @@ class AppState:
         return user if check_password_hash(user.password_hash, password) else None
 
     def locked_until(self, name: str, now: datetime | None = None) -> datetime | None:
-        """When the lockout of this user name ends, or None when it may try to sign in."""
+        """Until when this user name is in its back-off (may not be tried), or None when it may."""
         if not self.path.exists():
             return None
         con = self._connect()
@@ -357,8 +406,9 @@ class AppState:
         return until if until > (now or datetime.now(UTC)) else None
 
     def record_login_failure(self, name: str, now: datetime | None = None) -> datetime | None:
-        """Count a failed sign-in of this user name; the LOCKOUT_FAILURES-th within LOCKOUT_WINDOW locks
-        the name for LOCKOUT_DURATION. Returns the end of the lockout this failure started, if any."""
+        """Count a failed sign-in of this user name (the count forgets after LOGIN_FAILURE_WINDOW);
+        from the LOGIN_FREE_FAILURES-th on, the name is not tried again before 1 s, 2 s, 4 s ... (at
+        most LOGIN_BACKOFF_CAP) from now. Returns that "not before" time, or None."""
         now = now or datetime.now(UTC)
         con = self._connect()
         try:
@@ -366,21 +416,21 @@ class AppState:
             row = con.execute(
                 "SELECT failures, first_failed_at FROM login_failures WHERE user_name = ?", [name]
             ).fetchone()
-            if row is None or datetime.fromisoformat(row[1]) < now - LOCKOUT_WINDOW:
+            if row is None or datetime.fromisoformat(row[1]) < now - LOGIN_FAILURE_WINDOW:
                 failures, first = 1, now
             else:
                 failures, first = row[0] + 1, datetime.fromisoformat(row[1])
-            locked_until = now + LOCKOUT_DURATION if failures >= LOCKOUT_FAILURES else None
-            if locked_until is not None:
-                failures, first = 0, now  # the lockout is the penalty; afterwards the count starts over
+            not_before = None
+            if failures >= LOGIN_FREE_FAILURES:
+                doublings = min(failures - LOGIN_FREE_FAILURES, 30)
+                not_before = now + min(timedelta(seconds=2**doublings), LOGIN_BACKOFF_CAP)
             con.execute(
                 """
                 INSERT INTO login_failures VALUES (?, ?, ?, ?)
                 ON CONFLICT (user_name) DO UPDATE SET failures = excluded.failures,
-                    first_failed_at = excluded.first_failed_at,
-                    locked_until = coalesce(excluded.locked_until, login_failures.locked_until)
+                    first_failed_at = excluded.first_failed_at, locked_until = excluded.locked_until
                 """,
-                [name, failures, first.isoformat(), locked_until and locked_until.isoformat()],
+                [name, failures, first.isoformat(), not_before and not_before.isoformat()],
             )
             con.execute("COMMIT")
         except BaseException:
@@ -389,7 +439,7 @@ class AppState:
             raise
         finally:
             con.close()
-        return locked_until
+        return not_before
 
     def clear_login_failures(self, name: str) -> None:
         """A successful sign-in forgets the name's earlier failures."""
@@ -398,6 +448,89 @@ class AppState:
             con.execute("DELETE FROM login_failures WHERE user_name = ?", [name])
         finally:
             con.close()
+
+    # -- dashboard sessions ----------------------------------------------------------------------
+    def create_session(
+        self, user_name: str, *, client_address: str | None, lifetime: timedelta, now: datetime | None = None
+    ) -> str:
+        """A new session of ``user_name``; returns its id (for the signed cookie), of which only the
+        SHA-256 is stored. Sessions older than ``lifetime``, which can no longer be used, are removed."""
+        now = now or datetime.now(UTC)
+        session_id = secrets.token_urlsafe(32)
+        con = self._connect()
+        try:
+            con.execute("DELETE FROM sessions WHERE created_at < ?", [(now - lifetime).isoformat()])
+            con.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, NULL)",
+                [session_digest(session_id), user_name, now.isoformat(), now.isoformat(), client_address],
+            )
+        finally:
+            con.close()
+        return session_id
+
+    def session_user(
+        self, session_id: str, *, idle: timedelta, lifetime: timedelta, now: datetime | None = None
+    ) -> StoredUser | None:
+        """The user of session ``session_id`` while it is neither revoked, idle for longer than
+        ``idle``, nor older than ``lifetime``, and its user still exists; else None. Notes the session
+        as seen (a write at most once per SESSION_TOUCH_INTERVAL)."""
+        if not session_id or len(session_id) > 200 or not self.path.exists():
+            return None
+        now = now or datetime.now(UTC)
+        digest = session_digest(session_id)
+        con = self._connect()
+        try:
+            row = con.execute(
+                "SELECT s.created_at, s.last_seen_at, s.revoked_at, "
+                + ", ".join(f"u.{c.strip()}" for c in _USER_COLUMNS.split(","))
+                + " FROM sessions s JOIN users u ON u.name = s.user_name WHERE s.id_sha256 = ?",
+                [digest],
+            ).fetchone()
+            if row is None or row[2] is not None:
+                return None
+            created, last_seen = datetime.fromisoformat(row[0]), datetime.fromisoformat(row[1])
+            if now - last_seen > idle or now - created > lifetime:
+                return None
+            if now - last_seen >= SESSION_TOUCH_INTERVAL:
+                con.execute(
+                    "UPDATE sessions SET last_seen_at = ? WHERE id_sha256 = ? AND revoked_at IS NULL",
+                    [now.isoformat(), digest],
+                )
+        finally:
+            con.close()
+        return StoredUser(*row[3:])
+
+    def revoke_session(self, session_id: str) -> None:
+        """End one session (sign-out): its cookie, even copied, no longer signs anyone in."""
+        con = self._connect()
+        try:
+            con.execute(
+                "UPDATE sessions SET revoked_at = ? WHERE id_sha256 = ? AND revoked_at IS NULL",
+                [_utc_now(), session_digest(session_id)],
+            )
+        finally:
+            con.close()
+
+    def revoke_sessions(self, user_name: str) -> int:
+        """End every open session of ``user_name``; returns how many were open."""
+        con = self._connect()
+        try:
+            return _revoke_sessions_of(con, user_name)
+        finally:
+            con.close()
+
+    def open_sessions(self, user_name: str) -> int:
+        """How many sessions of ``user_name`` are not revoked (expired ones included)."""
+        if not self.path.exists():
+            return 0
+        con = self._connect()
+        try:
+            row = con.execute(
+                "SELECT count(*) FROM sessions WHERE user_name = ? AND revoked_at IS NULL", [user_name]
+            ).fetchone()
+        finally:
+            con.close()
+        return int(row[0])
 
     def record_audit(
         self,
@@ -579,6 +712,16 @@ class AppState:
 
 def api_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def session_digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _revoke_sessions_of(con: sqlite3.Connection, user_name: str) -> int:
+    return con.execute(
+        "UPDATE sessions SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL", [_utc_now(), user_name]
+    ).rowcount
 
 
 @dataclass(frozen=True)
