@@ -63,6 +63,7 @@ from .sources import (
     scan_file,
     scan_query,
     sha256_of,
+    spill_area,
 )
 from .spec import CUSTOMER_KEY, SNAPSHOT_MEASURES, DatasetSpec, SourceSpec
 from .staging import (
@@ -230,7 +231,8 @@ def build_warehouse(
             try:
                 created_mode = stat.S_IMODE(os.stat(temp_path).st_mode)
                 os.chmod(temp_path, 0o600)  # owner-only while it is being written
-                summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
+                with spill_area(db_path):  # text files are read into it in batches; removed on every path
+                    summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
@@ -397,7 +399,13 @@ class _Builder:
         if target is None:
             return source
         label = pl.col(target.source_columns[0]).cast(pl.String).str.strip_chars().str.to_lowercase()
-        counts = raw.select(label.alias("value")).drop_nulls().group_by("value").len().sort("len", descending=True)
+        counts = (
+            raw.select(label.alias("value"))
+            .drop_nulls()
+            .group_by("value")
+            .len()
+            .sort(["len", "value"], descending=[True, False])
+        )
         seen = dict(counts.collect().iter_rows())
         where = f"{kind}.{target.name} (file column '{target.source_columns[0]}')"
         listed = ", ".join(f"'{value}' ({count:,})" for value, count in list(seen.items())[:8])

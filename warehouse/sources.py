@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
 import hashlib
 import io
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,9 +27,69 @@ from .errors import SourceError
 from .spec import ROW_NUMBER_SOURCE, SourceSpec
 from .staging import FILE_ROW, PARSE_ERROR, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
-# A field as long as a whole file is still one field (a free-text note, a JSON blob): the csv
-# module's default cap of 131,072 characters would stop the build at it.
-csv.field_size_limit(2**31 - 1)
+#: The setting that caps an input file's size, in megabytes (1 MB = 1,000,000 bytes), and its default.
+MAX_INPUT_ENV_VAR = "SEGRISK_MAX_INPUT_MB"
+DEFAULT_MAX_INPUT_MB = 4096
+
+#: A text field longer than this quarantines its record (``malformed_row``, naming line, column and
+#: length). A free-text note or a JSON blob of a few hundred thousand characters still loads: the csv
+#: module's default cap of 131,072 characters would stop the build at one.
+MAX_FIELD_CHARS = 500_000
+
+# Beyond this a line or a quoted field stops the file: a missing closing quote or a file without
+# line ends would otherwise be gathered into one string as large as the file.
+_MAX_LINE_CHARS = 1 << 27
+csv.field_size_limit(_MAX_LINE_CHARS)
+
+_CHUNK_BYTES = 4 << 20  # bytes decoded at a time
+_BATCH_RECORDS = 100_000  # records per batch written to the spill file ...
+_BATCH_CHARS = 32 << 20  # ... or fewer, once they hold this many characters
+
+#: The folder the current build spills read text files to (None outside a build: kept in memory).
+_spill_folder: ContextVar[Path | None] = ContextVar("segrisk_spill_folder", default=None)
+
+
+def max_input_bytes() -> int:
+    """The largest input file a build reads: ``$SEGRISK_MAX_INPUT_MB`` megabytes, 4,096 unless set."""
+    text = os.environ.get(MAX_INPUT_ENV_VAR, "").strip()
+    if not text:
+        return DEFAULT_MAX_INPUT_MB * 1_000_000
+    if not text.isdigit() or int(text) < 1:
+        raise SourceError(f"{MAX_INPUT_ENV_VAR} must be a whole number of megabytes, 1 or more, got {text[:40]!r}.")
+    return int(text) * 1_000_000
+
+
+@contextmanager
+def spill_area(db_path: Path) -> Iterator[Path]:
+    """A build's owner-only folder for the text files it reads (``.NAME.reading-PID`` beside the warehouse).
+
+    Removed when the block ends, however it ends; folders of processes that no longer run (a
+    build killed with ``kill -9``) are removed on entry. Call it holding the warehouse's write
+    lock, so that no live build of this warehouse uses them.
+    """
+    pattern = re.compile(rf"\.{re.escape(db_path.name)}\.reading-(\d+)")
+    for candidate in db_path.parent.iterdir():
+        match = pattern.fullmatch(candidate.name)
+        if match and (int(match.group(1)) == os.getpid() or not _process_alive(int(match.group(1)))):
+            shutil.rmtree(candidate, ignore_errors=True)
+    folder = db_path.with_name(f".{db_path.name}.reading-{os.getpid()}")
+    folder.mkdir(mode=0o700)
+    token = _spill_folder.set(folder)
+    try:
+        yield folder
+    finally:
+        _spill_folder.reset(token)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return pid > 0
 
 
 @dataclass(frozen=True)
@@ -40,6 +108,7 @@ class SourceFile:
 def resolve_files(kind: str, source: SourceSpec, data_dir: Path, names: list[str] | None = None) -> list[SourceFile]:
     """Expand the spec's file names (globs allowed) against the data folder."""
     found: list[SourceFile] = []
+    limit = max_input_bytes()
     for name in source.files if names is None else names:
         pattern = str(data_dir / name)
         matches = sorted(glob.glob(pattern)) if any(ch in name for ch in "*?[") else [pattern]
@@ -49,9 +118,15 @@ def resolve_files(kind: str, source: SourceSpec, data_dir: Path, names: list[str
             )
         for match in matches:
             path = Path(match)
-            if path.stat().st_size == 0:
+            size = path.stat().st_size
+            if size == 0:
                 raise SourceError(f"{kind}: file {path} is empty.")
             label = str(path.relative_to(data_dir)) if path.is_relative_to(data_dir) else str(path)
+            if size > limit:
+                raise SourceError(
+                    f"{kind}: file {label} is {size / 1e6:,.1f} MB, more than the {limit // 1_000_000:,} MB "
+                    f"an input file may be; set {MAX_INPUT_ENV_VAR} to a larger number of megabytes to read it."
+                )
             found.append(SourceFile(path, label, source.file_format(name)))
     return found
 
@@ -83,7 +158,7 @@ def scan_file(kind: str, file: SourceFile, source: SourceSpec, row_offset: int =
     elif file.file_format == "xlsx":
         frame = _read_excel(kind, file, source).lazy()
     else:
-        frame = _read_csv(kind, file, source).lazy()
+        frame = _read_csv(kind, file, source)
     frame = frame.with_row_index(FILE_ROW, offset=1).with_columns(
         pl.col(FILE_ROW).cast(pl.Int64),
         (pl.col(FILE_ROW).cast(pl.Int64) + row_offset).alias(SOURCE_ROW),
@@ -177,7 +252,7 @@ def _read_whole(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame
             raise SourceError(f"{kind}: file {file.label} is not a readable Parquet file ({exc}).") from exc
     if file.file_format == "xlsx":
         return _read_excel(kind, file, source)
-    return _read_csv(kind, file, source)
+    return _read_csv(kind, file, source).collect()
 
 
 def latest_timestamp(files: list[SourceFile], column: str) -> datetime | None:
@@ -222,85 +297,213 @@ def _require_columns(kind: str, file: SourceFile, source: SourceSpec, schema: pl
             )
 
 
-def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.DataFrame:
-    """Every record of a delimited text file as text columns, whatever its line endings.
+def _read_csv(kind: str, file: SourceFile, source: SourceSpec) -> pl.LazyFrame:
+    """Every record of a delimited text file as text columns, whatever its line endings, read as a stream.
 
     Python's csv reader does the splitting: it takes LF, CRLF, old-Mac CR and any mix of them
     as line ends, and keeps quoted delimiters and newlines inside their field. (Polars' reader
     read a CR-only file as a header without rows, stopped the whole build at one record with
     too many fields, and silently padded one with too few.) A record whose field count differs
-    from the header's is kept, cut or padded to the header, with a sentence naming its line in
-    ``_parse_error``, so the build quarantines it with everything else and nothing is lost.
+    from the header's, or with a field longer than ``MAX_FIELD_CHARS``, is kept (cut or padded to
+    the header) with a sentence naming its line in ``_parse_error``, so the build quarantines it
+    with everything else and nothing is lost.
+
+    The file is decoded chunk by chunk and its records go out in batches: inside a build to a
+    Parquet file in the build's spill folder (see ``spill_area``), which the frame scans, so the
+    reader holds one batch whatever the file's size; outside one, the batches stay in memory.
     """
     options = source.csv
-    raw = file.path.read_bytes()
+    where = f"{kind}: file {file.label}"
     try:
-        text = raw.decode(options.encoding)
+        decoder = codecs.getincrementaldecoder(options.encoding)()
     except LookupError as exc:
         raise SourceError(f"{kind}: csv.encoding '{options.encoding}' is not a known text encoding.") from exc
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SourceError(
-            f"{kind}: file {file.label} is not valid {options.encoding} text "
-            f"(byte 0x{raw[exc.start]:02x} on line {line}); set csv.encoding in the spec."
-        ) from exc
-    del raw
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
-    if not text.strip():
-        raise SourceError(f"{kind}: file {file.label} is empty.")
-    if "\x00" in text:
-        line = text[: text.index("\x00")].count("\n") + 1
-        raise SourceError(
-            f"{kind}: file {file.label} holds a NUL byte on line {line}, which no text export has: "
-            "check that it is a CSV file and that it was copied whole."
-        )
-    header, records, problems = _split_records(text, options.delimiter)
-    del text
-    # A blank header (a saved row index, as in German Credit) becomes ``unnamed_<position>``, before
-    # the frame is made: two blank names would otherwise collapse into one column.
-    header = [name if name.strip() else f"unnamed_{position}" for position, name in enumerate(header)]
-    check_header(f"{kind}: file {file.label}", header)
-    if not records:
-        raise SourceError(f"{kind}: file {file.label} has a header but no data rows.")
-    frame = pl.DataFrame(records, schema=[(name, pl.String) for name in header], orient="row")
-    del records
+    lines = _TextLines(where, file.path, options.encoding, decoder)
+    reader = csv.reader(lines, delimiter=options.delimiter, quotechar='"', strict=False)
+    with _RecordSink(_spill_folder.get()) as sink:
+        try:
+            header = next(reader, [])
+            # A blank header (a saved row index, as in German Credit) becomes ``unnamed_<position>``:
+            # two blank names would otherwise collapse into one column.
+            header = [name if name.strip() else f"unnamed_{position}" for position, name in enumerate(header)]
+            check_header(where, header)
+            _split_records(reader, header, options.delimiter, lines, sink)
+        except csv.Error as exc:
+            raise SourceError(
+                f"{where} could not be split into records at line {reader.line_num}: {exc}; "
+                "check csv.delimiter in the spec and the file's quotes."
+            ) from exc
+        if not lines.nonblank:
+            raise SourceError(f"{where} is empty.")
+        if not sink.rows:
+            raise SourceError(f"{where} has a header but no data rows.")
+        frame = sink.frame()
     if options.na_values:
         frame = frame.with_columns(
             pl.when(pl.col(name).is_in(options.na_values)).then(None).otherwise(pl.col(name)).alias(name)
             for name in header
         )
-    if problems:
-        messages = [None] * frame.height
-        for index, message in problems:
-            messages[index] = message
-        frame = frame.with_columns(pl.Series(PARSE_ERROR, messages, dtype=pl.String))
     return frame
 
 
-def _split_records(text: str, delimiter: str) -> tuple[list[str], list[list[str]], list[tuple[int, str]]]:
-    """The header, the records fitted to its width, and (record index, sentence) for each that did not fit."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', strict=False)
-    header = next(reader, [])
+def _split_records(
+    reader: Iterator[list[str]], header: list[str], delimiter: str, lines: _TextLines, sink: _RecordSink
+) -> None:
+    """Send the records, fitted to the header's width, to ``sink``, each with its problem or None."""
     width = len(header)
     records: list[list[str]] = []
-    problems: list[tuple[int, str]] = []
-    line = reader.line_num
+    problems: list[str | None] = []
+    line = reader.line_num  # type: ignore[attr-defined]
+    flushed_at = lines.chars
     for record in reader:
-        first_line, line = line + 1, reader.line_num
+        first_line, line = line + 1, reader.line_num  # type: ignore[attr-defined]
         if not record:
             continue  # a blank line is not a record
+        details = []
         if len(record) != width:
             if len(record) > width:
                 extra = delimiter.join(record[width:])
                 shown = extra if len(extra) <= 60 else extra[:60] + "…"
-                detail = f"{len(record)} fields where the header has {width} (extra: '{shown}')"
+                details.append(f"{len(record)} fields where the header has {width} (extra: '{shown}')")
                 record = record[:width]
             else:
-                detail = f"{len(record)} fields where the header has {width} (a cut or ragged line)"
+                details.append(f"{len(record)} fields where the header has {width} (a cut or ragged line)")
                 record = record + [""] * (width - len(record))
-            problems.append((len(records), f"line {first_line} has {detail}"))
+        if width and max(map(len, record)) > MAX_FIELD_CHARS:
+            position = next(i for i, value in enumerate(record) if len(value) > MAX_FIELD_CHARS)
+            details.append(
+                f"a field of {len(record[position]):,} characters in column '{header[position]}' "
+                f"(more than the {MAX_FIELD_CHARS:,} a field may hold)"
+            )
         records.append(record)
-    return header, records, problems
+        problems.append(f"line {first_line} has {' and '.join(details)}" if details else None)
+        if len(records) >= _BATCH_RECORDS or lines.chars - flushed_at >= _BATCH_CHARS:
+            sink.write(header, records, problems)
+            records, problems, flushed_at = [], [], lines.chars
+    if records:
+        sink.write(header, records, problems)
+
+
+class _TextLines:
+    """A text file decoded chunk by chunk, as lines with their line ends (LF, CRLF or CR).
+
+    Stops with a sentence naming the line at the first byte that is not text in the encoding,
+    at a NUL byte (no text export has one; a file cut short and padded, or a sparse file, has
+    millions), and at a line longer than any record could sensibly be.
+    """
+
+    def __init__(self, where: str, path: Path, encoding: str, decoder: codecs.IncrementalDecoder) -> None:
+        self.where = where
+        self.path = path
+        self.encoding = encoding
+        self.decoder = decoder
+        self.chars = 0  # characters handed to the csv reader so far
+        self.nonblank = False  # whether any character but white space was seen
+
+    def __iter__(self) -> Iterator[str]:
+        byte_lines = 0  # LF bytes before the current chunk (where a decoding error is)
+        text_lines = 0  # LF characters decoded before the current text (where a NUL is)
+        carry = ""  # the unfinished last line of the text so far
+        first = True
+        with self.path.open("rb") as handle:
+            while True:
+                chunk = handle.read(_CHUNK_BYTES)
+                final = not chunk
+                try:
+                    text = self.decoder.decode(chunk, final)
+                except UnicodeDecodeError as exc:
+                    raise self._not_text(exc, chunk, byte_lines) from exc
+                byte_lines += chunk.count(b"\n")
+                if first and text:
+                    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first column's name
+                    first = False
+                if "\x00" in text:
+                    line = text_lines + text.count("\n", 0, text.index("\x00")) + 1
+                    raise SourceError(
+                        f"{self.where} holds a NUL byte on line {line}, which no text export has: "
+                        "check that it is a CSV file and that it was copied whole."
+                    )
+                if not self.nonblank and text.strip():
+                    self.nonblank = True
+                text_lines += text.count("\n")
+                text = carry + text
+                if final:
+                    complete, carry = text, ""
+                else:
+                    # A CR at the very end may be the first half of a CRLF: it waits for the next chunk.
+                    end = len(text) - 1 if text.endswith("\r") else len(text)
+                    cut = max(text.rfind("\n", 0, end), text.rfind("\r", 0, end)) + 1
+                    complete, carry = text[:cut], text[cut:]
+                    if len(carry) > _MAX_LINE_CHARS:
+                        raise SourceError(
+                            f"{self.where} has a line of more than {_MAX_LINE_CHARS:,} characters "
+                            f"(line {text_lines + 1}): check that it is a CSV file with line ends."
+                        )
+                if complete:
+                    self.chars += len(complete)
+                    yield from io.StringIO(complete, newline="")
+                if final:
+                    return
+
+    def _not_text(self, exc: UnicodeDecodeError, chunk: bytes, byte_lines: int) -> SourceError:
+        """The sentence for bytes that do not decode: the decoder's input is its held-back bytes, then ``chunk``."""
+        data = exc.object if isinstance(exc.object, bytes | bytearray) else bytes(exc.object)
+        held = data[: max(len(data) - len(chunk), 0)]
+        line = max(byte_lines - held.count(b"\n") + data.count(b"\n", 0, exc.start), 0) + 1
+        return SourceError(
+            f"{self.where} is not valid {self.encoding} text "
+            f"(byte 0x{data[exc.start]:02x} on line {line}); set csv.encoding in the spec."
+        )
+
+
+class _RecordSink:
+    """Where a text file's records go, batch by batch: a Parquet file in the spill folder, or memory."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.path: Path | None = None
+        self.writer: pq.ParquetWriter | None = None
+        self.batches: list[pl.DataFrame] = []
+        self.rows = 0
+        self.has_problems = False
+
+    def write(self, header: list[str], records: list[list[str]], problems: list[str | None]) -> None:
+        columns = list(zip(*records, strict=True))
+        batch = pl.DataFrame(
+            [pl.Series(name, values, dtype=pl.String) for name, values in zip(header, columns, strict=True)]
+            + [pl.Series(PARSE_ERROR, problems, dtype=pl.String)]
+        )
+        self.rows += batch.height
+        self.has_problems = self.has_problems or any(problem is not None for problem in problems)
+        if self.folder is None:
+            self.batches.append(batch)
+            return
+        table = batch.to_arrow(compat_level=pl.CompatLevel.oldest())
+        if self.writer is None:
+            self.path = self.folder / f"{uuid.uuid4().hex}.parquet"
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression="lz4")
+        self.writer.write_table(table.cast(self.writer.schema))
+
+    def frame(self) -> pl.LazyFrame:
+        """The records written, as a frame (``_parse_error`` only where a record had a problem)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+            frame = pl.scan_parquet(self.path)
+        else:
+            frame = pl.concat(self.batches).lazy()
+            self.batches = []
+        return frame if self.has_problems else frame.drop(PARSE_ERROR)
+
+    def __enter__(self) -> _RecordSink:
+        return self
+
+    def __exit__(self, failure: type[BaseException] | None, *_: object) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if failure is not None and self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def check_header(where: str, header: list[str]) -> None:
