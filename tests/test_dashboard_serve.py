@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import threading
@@ -53,9 +54,15 @@ def server(trained: Path) -> Iterator[str]:
         wsgi.close()
 
 
+def _form(browser: requests.Session, base: str, user: str, password: str) -> dict[str, str]:
+    """The sign-in form's fields, with the CSRF token the form carries (a GET of /login first)."""
+    token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(f"{base}/login").text)
+    return {"username": user, "password": password, "csrf_token": token.group(1) if token else ""}
+
+
 def _signed_in(base: str, user: str = "alice", password: str = "correct horse") -> requests.Session:
     browser = requests.Session()
-    answer = browser.post(f"{base}/login", data={"username": user, "password": password}, allow_redirects=False)
+    answer = browser.post(f"{base}/login", data=_form(browser, base, user, password), allow_redirects=False)
     assert answer.status_code == 302 and answer.headers["Location"] == "/"
     return browser
 
@@ -66,7 +73,7 @@ def test_everything_needs_a_login(server: str) -> None:
     assert page.status_code == 302 and page.headers["Location"].startswith("/login")
     assert anonymous.get(f"{server}/_dash-layout").status_code == 401
     assert anonymous.post(f"{server}/_dash-update-component", json={}).status_code == 401
-    wrong = anonymous.post(f"{server}/login", data={"username": "alice", "password": "guess"})
+    wrong = anonymous.post(f"{server}/login", data=_form(anonymous, server, "alice", "guess"))
     assert wrong.status_code == 401 and "Wrong user name or password." in wrong.text
     assert anonymous.get(f"{server}/assets/bootstrap.min.css").status_code == 200  # the login form's style
 
@@ -85,7 +92,7 @@ def test_login_redirects_only_within_the_site(server: str) -> None:
     browser = requests.Session()
     answer = browser.post(
         f"{server}/login?next=//evil.example/",
-        data={"username": "bob", "password": "battery staple"},
+        data=_form(browser, server, "bob", "battery staple"),
         allow_redirects=False,
     )
     assert answer.headers["Location"] == "/"
