@@ -9,6 +9,7 @@ covers the paths the warehouse itself stores (``meta_builds.data_dir``).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +88,17 @@ def test_ordinary_names_and_text_still_run(console: SqlConsole) -> None:
     # A column called query, and a refused name inside a string, are not calls.
     assert console.run("SELECT 1 AS query, 'duckdb_databases' AS name").rows() == [(1, "duckdb_databases")]
     assert console.run("SELECT count(*) AS n FROM duckdb_tables() WHERE table_name = 'customers'").rows() == [(1,)]
+
+
+def test_the_data_page_names_the_data_folder_without_its_path(demo_db: Path, tmp_path: Path) -> None:
+    from conftest import dashboard_page
+
+    from dashboard.data import reader
+
+    db = tmp_path / "demo.duckdb"  # the app keeps its store beside the warehouse: a copy of its own
+    shutil.copyfile(demo_db, db)
+    data_catalog = dashboard_page(db, "data_catalog")
+    shown = str(data_catalog.build_section(reader()))
+    data_dir = server_paths(demo_db)[-1]
+    assert f"read from {Path(data_dir).name}" in shown
+    assert data_dir not in shown
