@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import secrets
 import sqlite3
@@ -201,6 +202,7 @@ class AppState:
                 con.executescript(ACCESS_SCHEMA)
                 con.executescript(API_KEYS_SCHEMA)
                 _chain_audit_log(con)
+                _owner_only(self.path)
                 con.executescript(SESSIONS_SCHEMA)
                 self._ready = True
                 return
@@ -808,6 +810,19 @@ def audit_entry_hash(previous: str | None, values: list) -> str:
     client address, outcome) as JSON: each entry vouches for every entry before it."""
     payload = json.dumps([previous or "", *values], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _owner_only(store_path: Path) -> None:
+    """The store holds password hashes, session and key digests and the audit log: readable by its
+    owner only (mode 600), with SQLite's WAL files alike, whoever creates it (the dashboard or the
+    command line) and whatever the umask."""
+    for path in (store_path, Path(f"{store_path}-wal"), Path(f"{store_path}-shm")):
+        try:
+            status = path.stat()
+            if status.st_uid == os.getuid() and status.st_mode & 0o077:
+                path.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _chain_audit_log(con: sqlite3.Connection) -> None:

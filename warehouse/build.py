@@ -229,14 +229,16 @@ def build_warehouse(
         try:
             con = connect_for_build(temp_path)
             try:
-                created_mode = stat.S_IMODE(os.stat(temp_path).st_mode)
+                # Owner-only, as the store beside it: a warehouse holds every customer's data. A mode
+                # an admin gave the file on purpose (g+r for an analysts' group) is kept by rebuilds.
+                final_mode = stat.S_IMODE(os.stat(db_path).st_mode) if db_path.exists() else 0o600
                 os.chmod(temp_path, 0o600)  # owner-only while it is being written
                 with spill_area(db_path):  # text files are read into it in batches; removed on every path
                     summary = _Builder(con, spec, spec_text, data_dir, db_path, say).run()
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
-            os.chmod(temp_path, created_mode)  # the warehouse as the user's umask makes new files
+            os.chmod(temp_path, final_mode)
             os.replace(temp_path, db_path)
             _remove_database(temp_path)  # a .wal DuckDB may have left beside it
             return summary
