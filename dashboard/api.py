@@ -58,6 +58,7 @@ from models.policy import Policy, default_policy
 from models.rfm import RfmClusters
 from models.scoring import RiskScorer
 from models.segments import PersonaModel
+from warehouse.app_state import StoreBusyError
 from warehouse.errors import SegriskError
 
 from . import auth
@@ -73,6 +74,8 @@ MAX_MAGNITUDE = 1e12
 LABELS_TTL_SECONDS = 2.0
 #: How long a valid API key is trusted before the store is asked again (revocation takes this long).
 KEY_CACHE_SECONDS = 1.0
+#: How long after its last look-up a key is still taken while the store is locked by another program.
+KEY_BUSY_GRACE_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
@@ -332,7 +335,14 @@ class ScoringService:
         known = self._keys.get(key)
         if known is not None and known[1] > now:
             return known[0]
-        name = auth.store().api_key_name(key)
+        try:
+            name = auth.store().api_key_name(key)
+        except StoreBusyError:
+            # Scoring keeps answering while another program holds the store: a key known a moment
+            # ago (nobody can revoke it while the store is locked) is still taken; others get a 503.
+            if known is not None and now - known[1] < KEY_BUSY_GRACE_SECONDS:
+                return known[0]
+            raise
         if name is None:
             self._keys.pop(key, None)
         else:

@@ -6,6 +6,7 @@ WSGI server, on 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, html
+from flask import Response
 
 from warehouse.app_state import AppState, state_path
 from warehouse.errors import SegriskError, WarehouseError
@@ -21,6 +23,7 @@ from . import api, auth, disclosure, downloads, filters
 from .data import configure, reader
 from .reports import download as export
 
+log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PAGES = Path(__file__).resolve().parent / "pages"
 
@@ -37,6 +40,7 @@ def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash
         assets_folder=str(ASSETS),
         title="Segrisk",
         suppress_callback_exceptions=True,
+        on_error=_callback_failed,
     )
     _share_page_callbacks()
     access = AppState(state_path(db_path))
@@ -45,6 +49,7 @@ def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash
     for user in (users or {}).values():
         access.set_user(user.name, user.role, password_hash=user.password_hash)
     auth.install(app.server, access)
+    app.server.register_error_handler(SegriskError, _request_failed)
     api.install(app.server)
     downloads.install(app.server)
     pages = sorted(dash.page_registry.values(), key=lambda p: p.get("order", 99))
@@ -80,6 +85,7 @@ def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash
                     fluid=True,
                 ),
                 filters.bar(data),
+                dbc.Alert(id=PROBLEM, is_open=False, color="warning", dismissable=True, className="m-3 mb-0"),
                 dbc.Container(dash.page_container, fluid=True, className="py-3"),
             ]
         )
@@ -93,6 +99,28 @@ def create_app(db_path: Path, users: dict[str, auth.User] | None = None) -> Dash
         return [path + fragment for path in paths]
 
     return app
+
+
+#: Where a callback that failed says why, above every page.
+PROBLEM = "view-problem"
+
+
+def _callback_failed(exc: Exception) -> None:
+    """Dash's handler for an exception a callback let through: the sentence of a ``SegriskError`` (the
+    app-state store locked by another program, a warehouse being swapped) or a short note for anything
+    else, shown in the page's problem box; the view keeps what it showed, and no traceback reaches the
+    browser (an unexpected error is logged with its traceback on the server)."""
+    if isinstance(exc, SegriskError):
+        sentence = str(exc)
+    else:
+        log.error("a dashboard callback failed", exc_info=exc)
+        sentence = "This view could not be updated because of an unexpected error; it has been logged."
+    dash.set_props(PROBLEM, {"children": sentence, "is_open": True})
+
+
+def _request_failed(exc: SegriskError) -> Response:
+    """Any other route (a download, a report) that meets a ``SegriskError``: its sentence, 503."""
+    return Response(str(exc), status=503, mimetype="text/plain")
 
 
 #: The page modules' callbacks (``dash.callback``, ``dash.clientside_callback``: registered once, when

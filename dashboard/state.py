@@ -7,7 +7,7 @@ overlay them on what the warehouse says, so an edit shows at once.
 
 from __future__ import annotations
 
-from warehouse.app_state import MAX_ALERT_ID, MAX_ALERT_NOTE, AppState, state_path
+from warehouse.app_state import MAX_ALERT_ID, MAX_ALERT_NOTE, AppState, StoreBusyError, state_path
 
 from .data import WarehouseReader, register
 
@@ -35,7 +35,11 @@ def persona_labels(data: WarehouseReader) -> tuple[dict[str, str], dict[str, str
             data.query("persona_summary").select("segment_key", "persona_name", "strategy").rows()
         ):
             names[key], strategies[key] = name, strategy
-    for label in store(data).persona_labels():
+    try:
+        edits = store(data).persona_labels()
+    except StoreBusyError:
+        edits = []  # another program holds the store: the run's own names, until it lets go
+    for label in edits:
         if label.segment_key in names:
             names[label.segment_key] = label.persona_name or names[label.segment_key]
             strategies[label.segment_key] = label.strategy or strategies[label.segment_key]
