@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import polars as pl
 from dash import Input, Output, callback, dcc, html
 
-from dashboard import filters, ui
+from dashboard import disclosure, filters, ui
 from dashboard.data import WarehouseReader, reader, register
 from models.policy import Policy, PolicyCells, PolicyPopulation
 from warehouse.errors import SegriskError
@@ -143,7 +143,8 @@ def layout(**_query: str) -> html.Div:
             )
         policy, _ = population(data)
         metrics = dict(data.query("champion_metrics").rows())
-        grades = data.query("grades")
+        # The whole book, but a grade of too few customers (a small bank's best grade) is a small cell too.
+        grades, hidden_grades = disclosure.suppress(data.query("grades"), ["mean_pd", "observed_default_rate"])
         run = data.query("latest_run", kind="risk").row(0, named=True)
         curves = curves_figure(data)
     except SegriskError as exc:
@@ -213,7 +214,10 @@ def layout(**_query: str) -> html.Div:
                     dbc.Col(dcc.Graph(figure=curves), md=6),
                 ]
             ),
-            dbc.Row([dbc.Col(grade_table, md=5), dbc.Col(simulator, md=7)], className="mt-3"),
+            dbc.Row(
+                [dbc.Col([grade_table, disclosure.note(hidden_grades)], md=5), dbc.Col(simulator, md=7)],
+                className="mt-3",
+            ),
         ]
     )
 
@@ -230,6 +234,7 @@ def show_outcome(decline_below: float, approve_min: float, toggles: list[str] | 
     except SegriskError as exc:
         return ui.unavailable(str(exc))
     overall = result["overall"]
+    by_persona, hidden = _hide_small_personas(result["by_persona"])
     cards = [
         ui.headline("Automation rate", ui.percent(overall["automation_rate"])),
         ui.headline("Approval rate", ui.percent(overall["approval_rate"])),
@@ -246,7 +251,7 @@ def show_outcome(decline_below: float, approve_min: float, toggles: list[str] | 
             "expected_default_rate": ui.percent(row["expected_default_rate_approved"], 2),
             "expected_loss": ui.money(row["expected_loss_approved"]),
         }
-        for row in result["by_persona"]
+        for row in by_persona
     ]
     return html.Div(
         [
@@ -265,9 +270,22 @@ def show_outcome(decline_below: float, approve_min: float, toggles: list[str] | 
                 numeric=("customers", "automated", "approved", "review", "expected_default_rate", "expected_loss"),
                 download="policy-by-persona.csv",
             ),
+            disclosure.note(hidden),
         ],
         id="risk-outcome-figures",
     )
+
+
+def _hide_small_personas(by_persona: list[dict]) -> tuple[list[dict], int]:
+    """The simulator's rows per persona without the rates and losses of a persona of too few customers
+    for a viewer."""
+    if not by_persona:
+        return by_persona, 0
+    frame, hidden = disclosure.suppress(
+        pl.DataFrame(by_persona, infer_schema_length=None),
+        ["automation_rate", "approval_rate", "review_rate", "expected_default_rate_approved", "expected_loss_approved"],
+    )
+    return (frame.to_dicts() if hidden else by_persona), hidden
 
 
 @callback(Output("risk-scores", "children"), Input("filters", "data"))

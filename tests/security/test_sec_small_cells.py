@@ -225,3 +225,90 @@ def test_persona_cards_hide_a_small_personas_figures_from_a_viewer(full_db_copy:
     assert set(small.get_column("persona_key")) <= set(hidden.get_column("persona_key"))
     assert hidden.get_column("default_rate").null_count() == hidden.height
     assert analyst.get_column("is_hidden").sum() == 0
+
+
+# -- through the server, as a browser asks ------------------------------------------------------------------
+OVERVIEW_OUTPUTS = [
+    ("overview-cards", "children"),
+    ("overview-grades", "figure"),
+    ("overview-grades", "style"),
+    ("overview-personas", "figure"),
+    ("overview-personas", "style"),
+    ("overview-notes", "children"),
+]
+
+
+def _overview_request(chosen: dict) -> dict:
+    return {
+        "output": ".." + "...".join(f"{i}.{p}" for i, p in OVERVIEW_OUTPUTS) + "..",
+        "outputs": [{"id": i, "property": p} for i, p in OVERVIEW_OUTPUTS],
+        "inputs": [{"id": "filters", "property": "data", "value": chosen}],
+        "changedPropIds": ["filters.data"],
+        "state": [],
+    }
+
+
+def test_the_served_callback_sends_a_viewer_the_sentence_and_an_analyst_the_figures(full_db_copy: Path) -> None:
+    from signin import login_form
+
+    users = {
+        name: auth.User(name, role, generate_password_hash(PASSWORD))
+        for name, role in (("ana", "analyst"), ("vic", "viewer"))
+    }
+    server = create_app(full_db_copy, users=users).server
+    chosen = _small_set(full_db_copy)
+    rate = sql(
+        full_db_copy,
+        "SELECT avg(is_defaulted::INT) FROM mart_customer_profile "
+        "WHERE persona_key = ? AND age_band = ? AND grade = ? AND region = ?",
+        [chosen["persona"][0], chosen["age"][0], chosen["grade"][0], chosen["region"][0]],
+    ).item()
+    answers = {}
+    for name in ("ana", "vic"):
+        client = server.test_client()
+        assert client.post("/login", data=login_form(client, name, PASSWORD)).status_code == 302
+        answer = client.post("/_dash-update-component", json=_overview_request(chosen))
+        assert answer.status_code == 200, answer.data[:300]
+        answers[name] = answer.get_data(as_text=True)
+    assert ui.percent(rate) in answers["ana"] and "These filters match" not in answers["ana"]
+    assert SENTENCE in answers["vic"] and ui.percent(rate) not in answers["vic"]
+
+
+def test_the_whole_book_grade_table_hides_grades_under_the_minimum_from_a_viewer(
+    full_db_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    page = dashboard_page(full_db_copy, "risk")
+    grades = reader().query("grades").sort("customers")
+    smallest = grades.row(0, named=True)
+    # A minimum just above the smallest grade of the book: that grade (and the next smallest) go.
+    monkeypatch.setenv("SEGRISK_MIN_CELL_SIZE", str(smallest["customers"] + 1))
+    analyst = _run_as("analyst", page.layout)
+    viewer = _run_as("viewer", page.layout)
+    observed = ui.percent(smallest["observed_default_rate"], 2)
+    assert _table_row(analyst, smallest["grade"])[-1] == observed != "–"
+    assert _table_row(viewer, smallest["grade"])[-2:] == ["–", "–"]  # mean PD and observed default rate
+    assert _table_row(viewer, smallest["grade"])[:3] == _table_row(analyst, smallest["grade"])[:3]  # grade, size
+    hidden = [row for row in grades.get_column("grade") if _table_row(viewer, row)[-1] == "–"]
+    assert len(hidden) == 2  # the small grade and, so that it cannot be worked out, the next smallest
+    assert f"Groups under {smallest['customers'] + 1} customers are hidden" in text_of(viewer)
+    assert "are hidden" not in text_of(analyst)
+
+
+def _table_row(component: object, first: str) -> list[str]:
+    """The cells of the first table row whose first cell reads ``first``."""
+    from dash import html
+
+    stack = [component]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, list | tuple):
+            stack[:0] = list(item)
+            continue
+        if isinstance(item, html.Tr):
+            cells = [text_of(cell) for cell in item.children]
+            if cells and cells[0] == first and isinstance(item.children[0], html.Td):
+                return cells
+        children = getattr(item, "children", None)
+        if children is not None:
+            stack.insert(0, children)
+    raise AssertionError(f"no table row starting with {first!r}")
