@@ -69,8 +69,9 @@ from warehouse.errors import SegriskError
 
 log = logging.getLogger(__name__)
 
-#: Paths anyone may fetch: the login form and the stylesheet it uses.
-PUBLIC_PATHS = ("/login", "/assets/bootstrap.min.css", "/favicon.ico")
+#: Paths anyone may fetch: the login form and the stylesheet it uses, and /logout (signed out
+#: already, it just goes to the form; never back to /logout after the next sign-in).
+PUBLIC_PATHS = ("/login", "/logout", "/assets/bootstrap.min.css", "/favicon.ico")
 #: The scoring API authenticates its own requests (an API key header or a signed-in session, see
 #: ``session_user``) and answers 401 itself, so the page guard lets these paths through to it.
 API_PREFIX = "/api/v1/"
@@ -554,6 +555,9 @@ def start_session(user: StoredUser) -> None:
     """Sign ``user`` in to this request's session (after their password was checked): a new
     server-side session, its id in the cookie, a new CSRF token."""
     lifetime: timedelta = current_app.config["PERMANENT_SESSION_LIFETIME"]
+    earlier = session.get("sid")
+    if isinstance(earlier, str) and earlier:
+        store().revoke_session(earlier)  # signing in again ends the session this browser had
     session_id = store().create_session(user.name, client_address=request.remote_addr, lifetime=lifetime)
     session.clear()
     session.permanent = True  # the cookie expires with the session's absolute lifetime

@@ -66,6 +66,16 @@ def test_a_copied_cookie_stops_working_after_sign_out(tmp_path: Path) -> None:
     assert thief.get("/risk").headers["Location"].startswith("/login")
     assert thief.post("/_dash-update-component", json={}).status_code == 401
     assert _signed_out(client)
+    assert client.get("/logout").headers["Location"] == "/login"  # signed out already: the form, no "next"
+
+
+def test_signing_in_again_ends_the_browsers_earlier_session(tmp_path: Path) -> None:
+    server = _server(tmp_path)
+    client = _signed_in(server)
+    earlier = _copy(server, client)
+    assert client.post("/login", data=login_form(client, "alice", PASSWORD)).status_code == 302
+    assert _signed_out(earlier) and not _signed_out(client)
+    assert server.extensions["segrisk_state"].open_sessions("alice") == 1
 
 
 def test_only_the_sha256_of_a_session_id_is_stored(tmp_path: Path) -> None:
