@@ -237,3 +237,11 @@ def test_the_benchmark_runs_and_reports_peak_memory(tmp_path: Path) -> None:
     assert re.search(r"read +\d+ MB +exit +0 .* read [\d,]+ rows", out), out
     assert "peak" in out and "left beside the warehouse: nothing" in out, out
     assert not (tmp_path / "b").exists()
+
+
+def test_the_readme_documents_the_limit_and_the_benchmark() -> None:
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    assert (
+        f"`{sources.MAX_INPUT_ENV_VAR}` megabytes" in readme and f"{sources.DEFAULT_MAX_INPUT_MB} unless set" in readme
+    )
+    assert "tests/benchmarks/bench_memory.py" in readme and f"{MAX_FIELD_CHARS:,} characters" in readme
