@@ -110,11 +110,26 @@ def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
     comment_columns(con, RUNS_TABLE, RUNS_COMMENTS)
 
 
-def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+def build_of(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The build id of the warehouse ``con`` reads (None for a file without ``meta_builds``)."""
+    try:
+        rows = con.execute("SELECT build_id FROM meta_builds").fetchall()  # fetchone would leave it unfinished
+    except duckdb.CatalogException:
+        return None
+    return str(rows[0][0]) if rows else None
+
+
+def write_back(
+    db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None], *, fitted_on_build: str | None = None
+) -> None:
     """Apply ``write`` to a copy of the warehouse and swap the copy in only when it succeeded.
 
     The copy is taken under the warehouse's write lock: a build or another run writing at the
-    same time is waited for, and this run starts from its result, so neither is lost.
+    same time is waited for, and this run starts from its result, so neither is lost. A model
+    fits before it takes the lock (fitting takes the time; holding the lock that long would stall
+    every other writer), so ``fitted_on_build`` names the build it read: when a rebuild replaced
+    that build meanwhile, the run is refused with a sentence rather than writing results about
+    customers of another build into it.
     """
     if not db_path.exists():
         raise ModelError(f"No warehouse at {db_path}: run `segrisk build` first, or pass --db with the file's path.")
@@ -136,6 +151,11 @@ def write_back(db_path: Path, write: Callable[[duckdb.DuckDBPyConnection], None]
             shutil.copyfile(db_path, temp_path)
             con = connect_for_build(temp_path)
             try:
+                if fitted_on_build is not None and (now := build_of(con)) != fitted_on_build:
+                    raise ModelError(
+                        f"The warehouse was rebuilt (build {now}) while this run was fitting on build "
+                        f"{fitted_on_build}; nothing was written: run it again."
+                    )
                 ensure_runs_table(con)
                 from .app_state_sync import copy_app_state  # imports the stores, which import this module
 

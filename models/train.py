@@ -22,7 +22,7 @@ from .reasons import ReasonModel
 from .rfm import fit_rfm, write_rfm
 from .risk import RiskSettings, fit_risk_model
 from .risk_store import ensure_saved, read_policy
-from .runs import ModelError, ModelRun, fingerprint, write_back
+from .runs import ModelError, ModelRun, build_of, fingerprint, write_back
 from .scorecard import DEFAULT_GRADES, Scorecard
 from .scoring import DECISION_NAMES, RiskScorer
 from .segments import K_RANGE, fit_segments
@@ -52,6 +52,7 @@ def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None, a
     if not supported:
         raise ModelError(f"RFM cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         customers = con.sql(
             "SELECT customer_id, rfm_recency_days, rfm_frequency, rfm_monetary, last_txn_at FROM customers ORDER BY customer_id"
         ).pl()
@@ -77,7 +78,7 @@ def train_rfm(db_path: Path, seed: int = 42, progress: Progress | None = None, a
         write_rfm(con, run.run_id, scored, clusters)
         run.record(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     say(
         f"rfm: run {run.run_id} written ({metrics['customers']:,} customers, silhouette {metrics['silhouette_sample']:.3f})"
     )
@@ -93,6 +94,7 @@ def train_segments(db_path: Path, seed: int = 42, k: int | None = None, progress
     if k is not None and not 2 <= k <= 12:
         raise ModelError(f"--k must be between 2 and 12, got {k}.")
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
         previous = previous_segments(con)
@@ -110,7 +112,7 @@ def train_segments(db_path: Path, seed: int = 42, k: int | None = None, progress
         write_segments(con, run.run_id, customers.get_column("customer_id"), result)
         run.record(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     names = ", ".join(result.summary.get_column("persona_name").to_list())
     say(f"segments: run {run.run_id} written: {names}")
     return run
@@ -221,6 +223,7 @@ def train_risk(
     if not supported:
         raise ModelError(f"A PD model cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
         personas = latest_personas(con)
@@ -287,7 +290,7 @@ def train_risk(
         run.record(con)
         store.write_latest_views(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     say(
         f"risk: run {run.run_id} written: champion {champion.candidate.family} test AUC {champion.metrics['roc_auc']:.3f}, "
         f"automation {outcome.overall['automation_rate']:.1%}"
@@ -316,6 +319,7 @@ def train_warnings(
     except ValueError as exc:
         raise ModelError(f"{exc}.") from exc
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         risk_run = latest_run_id(con, "risk")
         if risk_run is None:
             raise ModelError(f"Early warnings need a PD model: run `segrisk train risk` on {db_path} first.")
@@ -358,7 +362,7 @@ def train_warnings(
         run.record(con)
         warnings_store.write_latest_views(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     by_rule = ", ".join(f"{rule} {count:,}" for rule, count in run.metrics["alerts_by_rule"].items())
     say(f"warnings: run {run.run_id} written: {alerts.height:,} alerts ({by_rule})")
     return run
@@ -371,6 +375,7 @@ def train_cross_sell(db_path: Path, progress: Progress | None = None) -> ModelRu
     if not supported:
         raise ModelError(f"Cross-sell cannot run on {db_path}: it {reason}.")
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         personas = latest_personas(con)
         if personas is None:
             raise ModelError(f"Cross-sell needs personas: run `segrisk train segments` on {db_path} first.")
@@ -404,7 +409,7 @@ def train_cross_sell(db_path: Path, progress: Progress | None = None) -> ModelRu
         write_cross_sell(con, run.run_id, result.penetration, result.recommendations, result.mix, result.withheld)
         run.record(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     say(
         f"cross-sell: run {run.run_id} written: {result.metrics['offers']:,} offers to "
         f"{result.metrics['customers_with_offer']:,} customers"
@@ -418,6 +423,7 @@ def train_statistics(db_path: Path, alpha: float = 0.05, seed: int = 42, progres
     if not 0 < alpha < 0.5:
         raise ModelError(f"--alpha must be between 0 and 0.5, got {alpha}.")
     with read_only(db_path) as con:
+        build = build_of(con)  # checked again under the write lock: a rebuild meanwhile refuses
         customers = read_customers(con)
         meta = con.sql("SELECT * FROM meta_columns").pl()
         personas = latest_personas(con)
@@ -434,7 +440,7 @@ def train_statistics(db_path: Path, alpha: float = 0.05, seed: int = 42, progres
         write_statistics(con, run.run_id, result)
         run.record(con)
 
-    write_back(db_path, write)
+    write_back(db_path, write, fitted_on_build=build)
     say(
         f"statistics: run {run.run_id} written: {result.metrics['tests']} tests, "
         f"{result.metrics['significant']} significant after correction"
