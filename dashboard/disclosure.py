@@ -8,8 +8,9 @@ access (viewers); analysts and admins see the rows anyway, so nothing changes fo
 Two checks, each in one place:
 
 - the population: ``filters.params`` calls ``check_population`` for every filtered query, so every page,
-  chart and report under filters that match fewer customers than the minimum raises ``SmallPopulation``,
-  which the pages show as their one sentence instead of figures;
+  chart and report under filters that match fewer customers than the minimum, or that differ by fewer
+  from the same filters with one value or one filter dropped, raises ``SmallPopulation``, which the pages
+  show as their one sentence instead of figures;
 - the groups: ``suppress`` nulls the measures of each group (persona, grade, segment, rule...) with
   fewer customers than the minimum in a frame about to be shown, and of the next smallest group too
   when only one would go (secondary suppression), so a hidden group cannot be worked out as the total
@@ -78,22 +79,44 @@ def group_note(minimum: int) -> str:
 
 def check_population(bound: Mapping[str, Sequence[str]]) -> None:
     """Raise ``SmallPopulation`` when the user sees aggregates only and the filters bound in ``bound``
-    (``filters.params``) match fewer customers than the minimum. Unfiltered, nothing is checked."""
+    (``filters.params``) match fewer customers than the minimum, or differ from a wider choice by fewer:
+    dropping one chosen value, or one whole filter, must take away no customer or at least the minimum,
+    else the two views' difference is a small group (Region North and South less Region North is the
+    South). Unfiltered, nothing is checked."""
     if not any(bound.values()) or not restricted():
         return
     minimum = min_cell_size()
     if minimum <= 1:
         return
     from .data import reader
-    from .filters import CUBE
+    from .filters import CUBE, FILTERS
 
     data = reader()
-    if data.has(CUBE):
-        customers = data.query("filtered_count", **bound).item()
-    else:
-        customers = data.query("filtered_profile_count", **bound).item()
-    if int(customers or 0) < minimum:
+    name = "filtered_count" if data.has(CUBE) else "filtered_profile_count"
+
+    def count(values: Mapping[str, Sequence[str]]) -> int:
+        return int(data.query(name, **values).item() or 0)
+
+    customers = count(bound)
+    if customers < minimum:
         raise SmallPopulation(population_sentence(minimum))
+    for f in FILTERS:
+        chosen = list(bound.get(f.param) or [])
+        if not chosen:
+            continue
+        # The whole filter dropped (every value of it), then each chosen value dropped in turn.
+        wider = [count({**bound, f.param: []})]
+        if len(chosen) > 1:
+            wider += [count({**bound, f.param: [v for v in chosen if v != value]}) for value in chosen]
+        if any(0 < abs(other - customers) < minimum for other in wider):
+            raise SmallPopulation(difference_sentence(f.label, minimum))
+
+
+def difference_sentence(label: str, minimum: int) -> str:
+    return (
+        f"These filters differ from a wider choice of {label} by fewer than {minimum} customers; viewers see "
+        f"groups of at least {minimum} customers, so figures are hidden. Choose whole groups."
+    )
 
 
 def suppress(

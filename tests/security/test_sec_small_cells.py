@@ -312,3 +312,34 @@ def _table_row(component: object, first: str) -> list[str]:
         if children is not None:
             stack.insert(0, children)
     raise AssertionError(f"no table row starting with {first!r}")
+
+
+# -- differencing two views ---------------------------------------------------------------------------------
+def _a_region_of_few(db: Path) -> tuple[str, str, str, str]:
+    """(persona, age band, small region, big region): under that persona and age band the small region
+    has 1 to 4 customers and the big one 10 or more."""
+    return sql(
+        db,
+        "WITH g AS (SELECT persona_key, age_band, region, count(*) AS n FROM mart_customer_profile GROUP BY ALL) "
+        "SELECT s.persona_key, s.age_band, s.region, b.region FROM g s JOIN g b USING (persona_key, age_band) "
+        "WHERE s.n BETWEEN 1 AND 4 AND b.n >= 10 ORDER BY 1, 2, 3, 4 LIMIT 1",
+    ).row(0)
+
+
+def test_a_viewer_cannot_read_a_small_group_as_the_difference_of_two_wide_views(full_db_copy: Path) -> None:
+    page = dashboard_page(full_db_copy, "overview")
+    persona, age, small, big = _a_region_of_few(full_db_copy)
+    regions = sql(full_db_copy, "SELECT DISTINCT region FROM mart_customer_profile ORDER BY 1").get_column("region")
+    # Adding the small region to the big one, or choosing every region but the small one: either view,
+    # set beside the view without it, gives the small region's customers away.
+    for chosen_regions in ([big, small], [r for r in regions if r != small]):
+        chosen = {"persona": [persona], "age": [age], "region": chosen_regions}
+        viewer = text_of(_run_as("viewer", lambda chosen=chosen: page.show_overview(chosen))[0])
+        analyst = text_of(_run_as("analyst", lambda chosen=chosen: page.show_overview(chosen))[0])
+        assert "differ from a wider choice of Region by fewer than 5 customers" in viewer and "%" not in viewer
+        assert "differ from a wider choice" not in analyst and "%" in analyst
+    # Whole groups are fine: the big region alone, under the same persona and age band.
+    wide = text_of(
+        _run_as("viewer", lambda: page.show_overview({"persona": [persona], "age": [age], "region": [big]}))[0]
+    )
+    assert "These filters" not in wide and "%" in wide
