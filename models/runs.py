@@ -174,6 +174,12 @@ def write_back(
             raise ModelError(
                 f"Writing the model's results failed in DuckDB: {first_line(exc)}; the warehouse is unchanged."
             ) from exc
+        except OSError as exc:  # a full disk while copying or writing, a folder made read-only meanwhile
+            remove_copy()
+            raise ModelError(
+                f"Writing the model's results failed: {exc.strerror or exc} ({exc.filename or db_path.parent}); "
+                "the warehouse is unchanged."
+            ) from exc
         except BaseException:
             remove_copy()
             raise

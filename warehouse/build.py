@@ -255,6 +255,12 @@ def build_warehouse(
             raise BuildError(
                 f"The build failed in Polars: {first_line(exc)}; the previous warehouse is unchanged."
             ) from exc
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile
+            _remove_database(temp_path)
+            raise BuildError(
+                f"The build failed writing files: {exc.strerror or exc} ({exc.filename or db_path.parent}); "
+                "the previous warehouse is unchanged."
+            ) from exc
         except BaseException:
             _remove_database(temp_path)
             raise
