@@ -942,9 +942,29 @@ def show_distribution(global_filters: dict | None, name: str | None, group_by: s
         return note, ui.unavailable("No customers match the current filters."), None
     if edges is None or customers == missing:
         return note, ui.unavailable(f"No customer has a value of {column.name}."), None
+    counts, hidden = hide_small_outcome_bins(counts, group_by or "persona")
     chart = dcc.Graph(figure=histogram_figure(counts, edges, column.name, names, share=scale == "share"))
     rate = dcc.Graph(figure=default_rate_figure(counts, edges, column.name)) if outcome else None
+    if hidden:
+        note = html.Span([note, " ", disclosure.group_note(disclosure.min_cell_size())])
     return note, chart, rate
+
+
+def hide_small_outcome_bins(counts: pl.DataFrame, group_by: str) -> tuple[pl.DataFrame, int]:
+    """Split by default status, a bin where defaulters or non-defaulters number fewer than the minimum
+    tells a viewer the outcome of the few customers in it: such bins leave both charts (every group of
+    them, so neither the other group nor the bin's total gives the small one away). How many bins went."""
+    if group_by != "default" or counts.height == 0 or not disclosure.restricted():
+        return counts, 0
+    minimum = disclosure.min_cell_size()
+    small = (
+        counts.filter((pl.col("bin") >= 0) & (pl.col("customers") > 0) & (pl.col("customers") < minimum))
+        .get_column("bin")
+        .unique()
+    )
+    if small.len() == 0:
+        return counts, 0
+    return counts.filter(~pl.col("bin").is_in(small.to_list())), small.len()
 
 
 @callback(

@@ -343,3 +343,23 @@ def test_a_viewer_cannot_read_a_small_group_as_the_difference_of_two_wide_views(
         _run_as("viewer", lambda: page.show_overview({"persona": [persona], "age": [age], "region": [big]}))[0]
     )
     assert "These filters" not in wide and "%" in wide
+
+
+def test_a_distribution_split_by_default_status_hides_bins_of_few_defaulters_from_a_viewer(full_db_copy: Path) -> None:
+    page = dashboard_page(full_db_copy, "statistics")
+    data = reader()
+    column = page.feature(data, "loan_amount")
+    counts, edges = page.histogram(data, column, "default", {})
+    small = counts.filter((counts["bin"] >= 0) & (counts["customers"] > 0) & (counts["customers"] < 5))
+    assert small.height, "the demo warehouse has a bin of loan_amount with under 5 defaulters or non-defaulters"
+    bin_centre = edges.centre(small.item(0, "bin"))
+    _, analyst_chart, analyst_rate = _run_as(
+        "analyst", lambda: page.show_distribution({}, "loan_amount", "default", "count")
+    )
+    note, viewer_chart, viewer_rate = _run_as(
+        "viewer", lambda: page.show_distribution({}, "loan_amount", "default", "count")
+    )
+    assert any(bin_centre in trace.x for trace in analyst_chart.figure.data)
+    assert not any(bin_centre in trace.x for trace in viewer_chart.figure.data)
+    assert bin_centre in analyst_rate.figure.data[0].x and bin_centre not in viewer_rate.figure.data[0].x
+    assert "Groups under 5 customers are hidden" in text_of(note)
