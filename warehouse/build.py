@@ -57,6 +57,7 @@ from .marts import build_customer_months, refresh_customer_profile, refresh_fact
 from .sources import (
     QueryScan,
     SourceFile,
+    check_build_memory,
     latest_timestamp,
     resolve_files,
     row_count,
@@ -332,6 +333,13 @@ class _Builder:
 
     # -- orchestration -----------------------------------------------------------------
     def run(self) -> BuildSummary:
+        check_build_memory(
+            {
+                kind: resolve_files(kind, source, self.data_dir)
+                for kind, source in self.spec.sources()
+                if source.query is None
+            }
+        )
         self._create_meta_tables()
         scanned = {kind: self._scan(kind, source) for kind, source in self.spec.sources()}
         with _RawWriter(self.con) as writer:

@@ -59,6 +59,56 @@ def max_input_bytes() -> int:
     return int(text) * 1_000_000
 
 
+#: A build holds the customer-grain sources (customers, applications) in memory, with their staging
+#: and the customers mart: peak memory measured at 15.5 times the text file's size (a 343 MB
+#: customers CSV built at 5.3 GB, ``bench_memory.py --build``). Transactions and snapshots are
+#: aggregated per customer as they are read and are not counted (50 million transactions built at
+#: 3.1 GB peak, ``bench_build.py``).
+MEMORY_PER_INPUT_BYTE = 16
+CUSTOMER_GRAIN_KINDS = ("customers", "applications")
+BUILD_MEMORY_ENV_VAR = "SEGRISK_BUILD_MEMORY_MB"
+
+
+def available_memory_bytes() -> int | None:
+    """What a build may plan to use: ``$SEGRISK_BUILD_MEMORY_MB`` megabytes, else the operating
+    system's MemAvailable (None where it cannot be read: no check then)."""
+    text = os.environ.get(BUILD_MEMORY_ENV_VAR, "").strip()
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise SourceError(
+                f"{BUILD_MEMORY_ENV_VAR} must be a whole number of megabytes, 1 or more, got {text[:40]!r}."
+            )
+        return int(text) * 1_000_000
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_build_memory(files_by_kind: dict[str, list[SourceFile]]) -> None:
+    """Stop before reading when the customer-grain files would need more memory than there is: a
+    build killed by the out-of-memory killer says nothing (and on a shared server may take another
+    process with it), so this one says why, with the figures, first."""
+    grain = [(kind, file) for kind in CUSTOMER_GRAIN_KINDS for file in files_by_kind.get(kind, [])]
+    needed = MEMORY_PER_INPUT_BYTE * sum(file.path.stat().st_size for _, file in grain)
+    if not grain or needed < 1_000_000_000:  # under 1 GB: no need to ask
+        return
+    available = available_memory_bytes()
+    if available is None or needed <= available:
+        return
+    largest_kind, largest = max(grain, key=lambda item: item[1].path.stat().st_size)
+    raise SourceError(
+        f"{largest_kind}: file {largest.label} is {largest.path.stat().st_size / 1e6:,.0f} MB; building the "
+        f"customer-level sources needs about {needed / 1e9:,.1f} GB of memory ({MEMORY_PER_INPUT_BYTE} times "
+        f"their size) and {available / 1e9:,.1f} GB is available: build on a machine with more memory, or set "
+        f"{BUILD_MEMORY_ENV_VAR} to the megabytes this build may use to try anyway."
+    )
+
+
 @contextmanager
 def spill_area(db_path: Path) -> Iterator[Path]:
     """A build's owner-only folder for the text files it reads (``.NAME.reading-PID`` beside the warehouse).

@@ -129,10 +129,8 @@ def main() -> None:
             if server.poll() is not None or time.perf_counter() - started > 90:
                 raise SystemExit(f"the server did not start: {server.stderr.read().decode()[-2000:]}")
             time.sleep(0.2)
-        fields = set(
-            requests.get(f"{base}/api/v1/openapi.json", headers={"X-API-Key": key}, timeout=30)
-            .json()["components"]["schemas"]["Applicant"]["properties"]
-        )
+        document = requests.get(f"{base}/api/v1/openapi.json", headers={"X-API-Key": key}, timeout=30).json()
+        fields = set(document["components"]["schemas"]["Applicant"]["properties"])
         bodies = applicants(db, fields, 200)
         sessions = [signed_in(base, f"analyst{n}", PASSWORD) for n in range(args.clients + 1)]
         for session in sessions:  # warm: the first page load and callback of each worker thread
@@ -185,9 +183,7 @@ def main() -> None:
                 attacker = requests.Session()
                 form = attacker.get(f"{base}/login", timeout=60).text
                 token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-                data = {"username": "admin", "password": "guess"} | (
-                    {"csrf_token": token.group(1)} if token else {}
-                )
+                data = {"username": "admin", "password": "guess"} | ({"csrf_token": token.group(1)} if token else {})
                 timed("attack: wrong password", lambda: attacker.post(f"{base}/login", data=data, timeout=60))
 
         def runaway() -> None:
