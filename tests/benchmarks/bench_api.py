@@ -134,7 +134,7 @@ def main() -> None:
             except OSError:
                 pass
             if server.poll() is not None or time.perf_counter() - started > 60:
-                raise SystemExit(f"the server did not start: {(work / "server.log").read_text()[-2000:]}")
+                raise SystemExit(f"the server did not start: {(work / 'server.log').read_text()[-2000:]}")
             time.sleep(0.2)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         status, doc = request(connection, "/api/v1/openapi.json", None, key)

@@ -188,7 +188,10 @@ def main() -> None:
                 form = attacker.get(f"{base}/login", timeout=60).text
                 token = re.search(r'name="csrf_token" value="([^"]+)"', form)
                 data = {"username": "admin", "password": "guess"} | ({"csrf_token": token.group(1)} if token else {})
-                timed("attack: wrong password", lambda: attacker.post(f"{base}/login", data=data, timeout=60))
+                timed(
+                    "attack: wrong password",
+                    lambda attacker=attacker, data=data: attacker.post(f"{base}/login", data=data, timeout=60),
+                )
 
         def runaway() -> None:
             session = sessions[-1]
