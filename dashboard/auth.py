@@ -56,18 +56,22 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, current_app, g, has_request_context, redirect, request, session
 from werkzeug.security import check_password_hash
 
-from warehouse.app_state import ROLES, AppState, StoreBusyError, StoredUser
+from warehouse import settings
+from warehouse.app_state import AppState, StoreBusyError, StoredUser
 from warehouse.errors import SegriskError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Paths anyone may fetch: the login form and the stylesheet it uses, and /logout (signed out
 #: already, it just goes to the form; never back to /logout after the next sign-in).
@@ -80,15 +84,12 @@ ADDRESS_FAILURES = 10
 ADDRESS_WINDOW = 600.0
 #: Addresses the in-memory count keeps at most (the oldest are forgotten first): bounded memory.
 ADDRESS_MEMORY = 10_000
-#: Session settings: (name, default, smallest, largest).
-SESSION_IDLE_SETTING = ("SEGRISK_SESSION_IDLE_MINUTES", 30, 1, 24 * 60)
-SESSION_HOURS_SETTING = ("SEGRISK_SESSION_HOURS", 12, 1, 24 * 30)
 #: Methods that change nothing: not checked for a foreign Origin.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_FIELD = "csrf_token"
 CSRF_REFUSED = "This sign-in form has expired or came from another site; reload the page and sign in again."
 #: The shortest ``SEGRISK_SECRET_KEY`` accepted (the generated key is 64 hex characters).
-MIN_SECRET_KEY_LENGTH = 32
+MIN_SECRET_KEY_LENGTH = settings.MIN_SECRET_KEY_LENGTH
 #: Sent with every response. No Content-Security-Policy: Dash's page shell needs inline scripts.
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -209,23 +210,9 @@ def users_from_environment(environ: dict[str, str] | None = None) -> dict[str, U
     """``SEGRISK_USERS`` entries and ``SEGRISK_ADMIN_PASSWORD``'s admin, hashed."""
     from werkzeug.security import generate_password_hash
 
-    from warehouse.app_state import MIN_PASSWORD_LENGTH
-
-    environ = dict(os.environ) if environ is None else environ
-    users: dict[str, User] = {}
-    for entry in filter(None, (e.strip() for e in environ.get("SEGRISK_USERS", "").split(","))):
-        name, _, rest = entry.partition(":")
-        role, _, password_hash = rest.partition(":")
-        if not name or role not in ROLES or not password_hash:
-            raise AuthError(
-                f"SEGRISK_USERS entry '{name or entry[:20]}' is not 'name:role:password-hash' "
-                f"with role {', '.join(ROLES)}."
-            )
-        users[name] = User(name, role, password_hash)
-    password = environ.get("SEGRISK_ADMIN_PASSWORD")
+    users = {name: User(name, role, password_hash) for name, role, password_hash in _read(settings.USERS, environ)}
+    password = _read(settings.ADMIN_PASSWORD, environ)
     if password:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise AuthError(f"SEGRISK_ADMIN_PASSWORD needs at least {MIN_PASSWORD_LENGTH} characters.")
         users["admin"] = User("admin", "admin", generate_password_hash(password))
     return users
 
@@ -233,10 +220,9 @@ def users_from_environment(environ: dict[str, str] | None = None) -> dict[str, U
 def bootstrap(target: AppState, environ: dict[str, str] | None = None) -> None:
     """Put the environment's users in the store (the admin's password as ``SEGRISK_ADMIN_PASSWORD``
     says, unchanged when it already matches)."""
-    environ = dict(os.environ) if environ is None else environ
     for user in users_from_environment(environ).values():
         existing = target.user(user.name)
-        password = environ.get("SEGRISK_ADMIN_PASSWORD") if user.name == "admin" else None
+        password = _read(settings.ADMIN_PASSWORD, environ) if user.name == "admin" else None
         if (
             existing is not None
             and existing.role == user.role
@@ -252,14 +238,8 @@ def bootstrap(target: AppState, environ: dict[str, str] | None = None) -> None:
 def secret_key(target: AppState, environ: dict[str, str] | None = None) -> str:
     """``SEGRISK_SECRET_KEY``, else a random key generated once and kept beside the store with mode
     0600, so every server process over this warehouse, and every restart, signs sessions alike."""
-    environ = dict(os.environ) if environ is None else environ
-    if environ.get("SEGRISK_SECRET_KEY"):
-        key = environ["SEGRISK_SECRET_KEY"]
-        if len(key) < MIN_SECRET_KEY_LENGTH:
-            raise AuthError(
-                f"SEGRISK_SECRET_KEY needs at least {MIN_SECRET_KEY_LENGTH} characters (it has {len(key)}); "
-                'use a random one, e.g. python -c "import secrets; print(secrets.token_hex(32))".'
-            )
+    key = _read(settings.SECRET_KEY, environ)
+    if key:
         return key
     path = target.path.with_suffix(".secret")
     if not path.exists():
@@ -286,31 +266,20 @@ def secret_key(target: AppState, environ: dict[str, str] | None = None) -> str:
 def secure_cookies(environ: dict[str, str] | None = None) -> bool:
     """``SEGRISK_SECURE_COOKIES``: "1"/"true" marks the session cookie Secure and sends HSTS (serve
     over HTTPS); unset, "", "0" or "false" leaves both off; any other value is refused."""
-    environ = dict(os.environ) if environ is None else environ
-    value = environ.get("SEGRISK_SECURE_COOKIES", "").strip()
-    if value.lower() in ("", "0", "false"):
-        return False
-    if value.lower() in ("1", "true"):
-        return True
-    raise AuthError(f"SEGRISK_SECURE_COOKIES must be 0, 1, true or false, not {value!r}.")
+    return _read(settings.SECURE_COOKIES, environ)
 
 
 def session_limits(environ: dict[str, str] | None = None) -> tuple[timedelta, timedelta]:
     """(idle timeout, absolute lifetime) of a session: ``SEGRISK_SESSION_IDLE_MINUTES`` (default 30,
     1 to 1440) and ``SEGRISK_SESSION_HOURS`` (default 12, 1 to 720); any other value is refused."""
-    environ = dict(os.environ) if environ is None else environ
-    minutes = _whole_number(environ, *SESSION_IDLE_SETTING, "minutes")
-    hours = _whole_number(environ, *SESSION_HOURS_SETTING, "hours")
+    minutes = _read(settings.SESSION_IDLE_MINUTES, environ)
+    hours = _read(settings.SESSION_HOURS, environ)
     return timedelta(minutes=minutes), timedelta(hours=hours)
 
 
-def _whole_number(environ: dict[str, str], name: str, default: int, low: int, high: int, unit: str) -> int:
-    value = environ.get(name, "").strip()
-    if not value:
-        return default
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
-        raise AuthError(f"{name} must be a whole number of {unit} from {low} to {high}, not {value!r}.")
-    return int(value)
+def _read(setting: settings.Setting[T], environ: Mapping[str, str] | None) -> T:
+    """A user setting now; a bad value is an ``AuthError`` (the dashboard does not start)."""
+    return setting.read(environ, error=AuthError)
 
 
 class SignInThrottle:

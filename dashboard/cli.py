@@ -105,10 +105,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from warehouse import settings
     from warehouse.build import build_warehouse
     from warehouse.db import default_db_path
     from warehouse.spec import load_spec
 
+    settings.validate("build")  # a bad setting stops the build before any file is read
     spec, text = load_spec(args.spec)
     data_dir = _resolve_data_dir(spec.name, args.data_dir)
     db_path = default_db_path(args.db)
@@ -153,11 +155,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from warehouse import settings
     from warehouse.build import build_warehouse
     from warehouse.db import default_db_path
     from warehouse.spec import load_spec
 
     _check_size(args.customers)
+    settings.validate("build", "dashboard", "console")  # before minutes of work, not at the serve after them
     data_dir = _ensure_demo_data(args.customers, args.seed)
     spec, text = load_spec("demo")
     summary = build_warehouse(spec, text, data_dir, default_db_path(args.db), progress=_say)
@@ -179,10 +183,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _first_admin(db_path: Path) -> str | None:
     """On a first run (no users in the store, none from the environment) add an ``admin`` with a
     random password and return it; None otherwise."""
+    from warehouse import settings
     from warehouse.app_state import AppState, state_path
 
     access = AppState(state_path(db_path))
-    if os.environ.get("SEGRISK_ADMIN_PASSWORD") or os.environ.get("SEGRISK_USERS") or access.users():
+    if settings.ADMIN_PASSWORD.read() or settings.USERS.read() or access.users():
         return None
     password = secrets.token_urlsafe(12)
     access.add_user("admin", "admin", password)
@@ -192,8 +197,10 @@ def _first_admin(db_path: Path) -> str | None:
 def cmd_train(args: argparse.Namespace) -> int:
     from models import train
     from models.scorecard import Scorecard
+    from warehouse import settings
     from warehouse.db import default_db_path
 
+    settings.WRITE_LOCK_WAIT_S.read()  # a run writes its results back at the end: refuse a bad wait first
     db_path = default_db_path(args.db)
     every = args.model == "all"
     if args.model in ("segments", "all"):
@@ -403,8 +410,10 @@ def cmd_apikeys(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from dashboard.app import serve
+    from warehouse import settings
     from warehouse.db import connect_read_only, default_db_path
 
+    settings.validate("dashboard", "console")  # a bad setting stops the start before the address is printed
     db_path = default_db_path(args.db)
     connect_read_only(db_path).close()  # a missing or unreadable warehouse fails here, in one line
     print(f"Segrisk dashboard on http://{args.host}:{args.port}/ (warehouse {db_path}); Ctrl+C stops it.", flush=True)
@@ -507,6 +516,15 @@ def cmd_report(args: argparse.Namespace) -> int:
     # Exports leave the bank's systems: the command line's are in the audit log like the dashboard's.
     audit("export", f"{detail}; {result.describe()}", db_path=db_path)
     print(result.describe())
+    return 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from warehouse import settings
+
+    for setting, shown in settings.listing():
+        print(f"{setting.name:<30} {shown}")
+        print(f"{'':<30} {setting.help} ({', '.join(setting.applies)})")
     return 0
 
 
@@ -729,6 +747,9 @@ def build_parser() -> argparse.ArgumentParser:
     specs = commands.add_parser("specs", help="list the built-in dataset specs")
     specs.set_defaults(handler=cmd_specs)
 
+    listed = commands.add_parser("settings", help="list every SEGRISK_* setting, its value (secrets masked) and help")
+    listed.set_defaults(handler=cmd_settings)
+
     spec = commands.add_parser("spec", help="write a starting dataset spec from a bank's files (spec draft)")
     spec_actions = spec.add_subparsers(dest="action", metavar="ACTION", required=True)
     draft = spec_actions.add_parser(
@@ -776,7 +797,9 @@ def _quiet_engine_panics(environ: MutableMapping[str, str] = os.environ) -> None
     message, the note). So a command sets it to 0 even over an inherited 1: ``SEGRISK_DEBUG=1``,
     the one switch for the detail, leaves it as it was (and turns it on when it is unset).
     """
-    if environ.get("SEGRISK_DEBUG"):
+    from warehouse import settings
+
+    if settings.DEBUG.read(environ):
         environ.setdefault("RUST_BACKTRACE", "1")
     else:
         environ["RUST_BACKTRACE"] = "0"
@@ -814,6 +837,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     line too; SystemExit (argparse's --help and usage errors) and GeneratorExit pass through.
     """
     _quiet_engine_panics()
+    from warehouse import settings
     from warehouse.errors import SegriskError
 
     args = build_parser().parse_args(argv)
@@ -829,7 +853,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SystemExit, GeneratorExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-        if os.environ.get("SEGRISK_DEBUG"):
+        if settings.DEBUG.read():
             raise
         print(_failure_line(args.command, exc), file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from warehouse import settings
 from warehouse.db import connect_read_only, first_line
 from warehouse.errors import WarehouseError
 
@@ -56,8 +57,8 @@ QUERIES: dict[str, str] = {
 
 
 #: Memory the answers cache may hold, in MB (``SEGRISK_QUERY_CACHE_MB``; 0 turns it off).
-CACHE_MB_ENV = "SEGRISK_QUERY_CACHE_MB"
-DEFAULT_CACHE_MB = 256
+CACHE_MB_ENV = settings.QUERY_CACHE_MB.name
+DEFAULT_CACHE_MB = settings.QUERY_CACHE_MB.default
 #: Answers larger than this are not kept (a CSV download is read once).
 CACHE_MAX_ROWS = 20_000
 
@@ -132,7 +133,7 @@ class WarehouseReader:
     def __init__(self, path: Path, cache_mb: float | None = None) -> None:
         self.path = path
         if cache_mb is None:
-            cache_mb = float(os.environ.get(CACHE_MB_ENV) or DEFAULT_CACHE_MB)
+            cache_mb = settings.QUERY_CACHE_MB.read()
         self.cache = AnswerCache(int(cache_mb * 1024 * 1024)) if cache_mb > 0 else None
         self._idle = threading.Condition()
         self._active = 0

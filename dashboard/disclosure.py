@@ -19,21 +19,21 @@ Two checks, each in one place:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 import polars as pl
 from dash import html
 from flask import has_request_context
 
+from warehouse import settings
 from warehouse.errors import SegriskError
 
 from . import auth
 
-#: The environment variable, its default and what it means (documented in the README).
-SETTING = "SEGRISK_MIN_CELL_SIZE"
-DEFAULT_MIN_CELL_SIZE = 5
-HELP = "customers a figure shown to a viewer must cover at least; smaller groups are hidden"
+#: The setting, its default and what it means (``warehouse.settings``, documented in the README).
+SETTING = settings.MIN_CELL_SIZE.name
+DEFAULT_MIN_CELL_SIZE = settings.MIN_CELL_SIZE.default
+HELP = settings.MIN_CELL_SIZE.help
 
 
 class DisclosureError(SegriskError):
@@ -47,17 +47,7 @@ class SmallPopulation(SegriskError):
 def min_cell_size(environ: Mapping[str, str] | None = None) -> int:
     """``SEGRISK_MIN_CELL_SIZE``: a whole number of at least 1 (1 turns suppression off); unset or
     empty gives the default; any other value is refused with a sentence naming the setting."""
-    environ = os.environ if environ is None else environ
-    text = environ.get(SETTING, "").strip()
-    if not text:
-        return DEFAULT_MIN_CELL_SIZE
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise DisclosureError(f"{SETTING} must be a whole number of at least 1 (default 5), not {text!r}.")
-    return value
+    return settings.MIN_CELL_SIZE.read(environ, error=DisclosureError)
 
 
 def restricted() -> bool:

@@ -40,23 +40,25 @@ import io
 import json
 import multiprocessing
 import os
-import re
 import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as clock_time
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from warehouse import settings
 from warehouse.db import connect_sandboxed, first_line
-from warehouse.errors import SegriskError, WarehouseError
+from warehouse.errors import SegriskError, SettingError, WarehouseError
 
 
 class SqlConsoleError(SegriskError):
@@ -69,36 +71,16 @@ class SqlConsoleError(SegriskError):
 
 
 # -- settings ----------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Setting:
-    """One console setting: its environment variable, default and what it means."""
-
-    env_var: str
-    default: float | int | str
-    help: str
-
-
-SETTINGS: dict[str, Setting] = {
-    "time_limit": Setting("SEGRISK_SQL_TIME_LIMIT", 10.0, "seconds a console query may run before it is stopped"),
-    "row_cap": Setting("SEGRISK_SQL_ROW_CAP", 10_000, "rows a console result holds at most"),
-    "memory_limit": Setting("SEGRISK_SQL_MEMORY_LIMIT", "1GB", "DuckDB memory limit of each console worker"),
-    "threads": Setting("SEGRISK_SQL_THREADS", 1, "DuckDB threads of each console worker"),
-    "workers": Setting(
-        "SEGRISK_SQL_WORKERS",
-        2,
-        "console queries that may run at once (one process each); one more is refused at once, never queued",
-    ),
-    "result_mb": Setting(
-        "SEGRISK_SQL_RESULT_MB", 64, "megabytes one result may hold; a query is stopped as soon as it passes them"
-    ),
-    "results_mb": Setting(
-        "SEGRISK_SQL_RESULTS_MB", 256, "megabytes of results the server keeps in all (the oldest are forgotten first)"
-    ),
-    "worker_memory": Setting(
-        "SEGRISK_SQL_WORKER_MEMORY",
-        "4GB",
-        "address space each console worker may use (its DuckDB memory limit and a result in flight)",
-    ),
+#: ``ConsoleLimits`` field -> its setting (name, default, parser and help in ``warehouse.settings``).
+SETTINGS: dict[str, settings.Setting[Any]] = {
+    "time_limit": settings.SQL_TIME_LIMIT,
+    "row_cap": settings.SQL_ROW_CAP,
+    "memory_limit": settings.SQL_MEMORY_LIMIT,
+    "threads": settings.SQL_THREADS,
+    "workers": settings.SQL_WORKERS,
+    "result_mb": settings.SQL_RESULT_MB,
+    "results_mb": settings.SQL_RESULTS_MB,
+    "worker_memory": settings.SQL_WORKER_MEMORY,
 }
 
 #: Seconds a worker gets beyond the time limit to answer an interrupt before it is killed.
@@ -152,41 +134,17 @@ class ConsoleLimits:
         return min(self.result_mb, self.results_mb) << 20
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> ConsoleLimits:
-        environ = dict(os.environ) if environ is None else environ
-        values: dict[str, object] = {}
-        for name, setting in SETTINGS.items():
-            text = environ.get(setting.env_var, "").strip()
-            if not text:
-                values[name] = setting.default
-            elif isinstance(setting.default, str):
-                values[name] = text
-            else:
-                kind = type(setting.default)
-                try:
-                    value = kind(text)
-                except ValueError:
-                    value = 0
-                if value <= 0:
-                    unit = "a number of seconds" if kind is float else "a whole number"
-                    raise SqlConsoleError(f"{setting.env_var} must be {unit} above 0, not '{text}'.")
-                values[name] = value
-        limits = cls(**values)  # type: ignore[arg-type]
-        byte_count(limits.worker_memory, SETTINGS["worker_memory"].env_var)  # a bad size fails here, in a sentence
-        return limits
-
-
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
-_UNITS |= {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> ConsoleLimits:
+        values = {name: setting.read(environ, error=SqlConsoleError) for name, setting in SETTINGS.items()}
+        return cls(**values)
 
 
 def byte_count(text: str, env_var: str = "the size") -> int:
     """Bytes in a size such as ``3GB`` or ``512 MiB`` (DuckDB's spelling)."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = found and _UNITS.get(found.group(2).lower())
-    if not found or not unit or float(found.group(1)) <= 0:
-        raise SqlConsoleError(f"{env_var} must be a size such as 3GB or 512MB, not '{text}'.")
-    return int(float(found.group(1)) * unit)
+    try:
+        return settings.byte_count(env_var, text)
+    except SettingError as exc:
+        raise SqlConsoleError(str(exc)) from exc
 
 
 # -- results -----------------------------------------------------------------------------------------

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import duckdb
 
+from . import settings
 from .errors import WarehouseError
 
-DEFAULT_DB_NAME = "segrisk.duckdb"
-DB_ENV_VAR = "SEGRISK_DB"
+DEFAULT_DB_NAME = str(settings.DB.default)
+DB_ENV_VAR = settings.DB.name
 
 #: DuckDB settings used while building; the memory limit keeps a 1M-customer build under 4 GB.
 #: A bulk load's commit logs a few hundred KB (block pointers and the rows left over from full
@@ -35,8 +36,7 @@ def default_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """Resolve the warehouse path: ``--db``, then ``$SEGRISK_DB``, then ``./segrisk.duckdb``."""
     if explicit:
         return Path(explicit)
-    from_env = os.environ.get(DB_ENV_VAR)
-    return Path(from_env) if from_env else Path(DEFAULT_DB_NAME)
+    return settings.DB.read()
 
 
 def connect_for_build(path: Path) -> duckdb.DuckDBPyConnection:

@@ -19,3 +19,7 @@ class BuildError(SegriskError):
 
 class WarehouseError(SegriskError):
     """A warehouse file that is missing, locked or not a Segrisk warehouse."""
+
+
+class SettingError(SegriskError):
+    """A ``SEGRISK_*`` setting whose value cannot be used; the sentence names it, its value and what it takes."""

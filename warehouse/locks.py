@@ -16,7 +16,6 @@ removed by the next writer, which holds the lock and so knows that no live write
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import re
 import time
@@ -24,10 +23,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from . import settings
 from .errors import WarehouseError
 
-LOCK_WAIT_ENV_VAR = "SEGRISK_WRITE_LOCK_WAIT_S"
-DEFAULT_LOCK_WAIT_S = 600.0
+LOCK_WAIT_ENV_VAR = settings.WRITE_LOCK_WAIT_S.name
+DEFAULT_LOCK_WAIT_S = settings.WRITE_LOCK_WAIT_S.default
 _POLL_S = 0.1
 
 
@@ -42,16 +42,7 @@ def lock_path(db_path: Path) -> Path:
 
 def lock_wait_seconds() -> float:
     """How long a writer waits for another one: ``$SEGRISK_WRITE_LOCK_WAIT_S``, else 10 minutes."""
-    text = os.environ.get(LOCK_WAIT_ENV_VAR, "").strip()
-    if not text:
-        return DEFAULT_LOCK_WAIT_S
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or seconds < 0:
-        raise WarehouseError(f"{LOCK_WAIT_ENV_VAR} must be a number of seconds, 0 or more, got {text[:40]!r}.")
-    return seconds
+    return settings.WRITE_LOCK_WAIT_S.read(error=WarehouseError)
 
 
 @contextmanager

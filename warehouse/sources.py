@@ -22,14 +22,15 @@ import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 
+from . import settings
 from .db import connect_for_source_query, first_line
 from .errors import SourceError
 from .spec import ROW_NUMBER_SOURCE, SourceSpec
 from .staging import FILE_ROW, PARSE_ERROR, QUARANTINE_SCHEMA, SOURCE_FILE, SOURCE_ROW
 
 #: The setting that caps an input file's size, in megabytes (1 MB = 1,000,000 bytes), and its default.
-MAX_INPUT_ENV_VAR = "SEGRISK_MAX_INPUT_MB"
-DEFAULT_MAX_INPUT_MB = 4096
+MAX_INPUT_ENV_VAR = settings.MAX_INPUT_MB.name
+DEFAULT_MAX_INPUT_MB = settings.MAX_INPUT_MB.default
 
 #: A text field longer than this quarantines its record (``malformed_row``, naming line, column and
 #: length). A free-text note or a JSON blob of a few hundred thousand characters still loads: the csv
@@ -51,12 +52,7 @@ _spill_folder: ContextVar[Path | None] = ContextVar("segrisk_spill_folder", defa
 
 def max_input_bytes() -> int:
     """The largest input file a build reads: ``$SEGRISK_MAX_INPUT_MB`` megabytes, 4,096 unless set."""
-    text = os.environ.get(MAX_INPUT_ENV_VAR, "").strip()
-    if not text:
-        return DEFAULT_MAX_INPUT_MB * 1_000_000
-    if not text.isdigit() or int(text) < 1:
-        raise SourceError(f"{MAX_INPUT_ENV_VAR} must be a whole number of megabytes, 1 or more, got {text[:40]!r}.")
-    return int(text) * 1_000_000
+    return settings.MAX_INPUT_MB.read(error=SourceError) * 1_000_000
 
 
 #: A build holds the customer-grain sources (customers, applications) in memory, with their staging
@@ -66,19 +62,15 @@ def max_input_bytes() -> int:
 #: 3.1 GB peak, ``bench_build.py``).
 MEMORY_PER_INPUT_BYTE = 16
 CUSTOMER_GRAIN_KINDS = ("customers", "applications")
-BUILD_MEMORY_ENV_VAR = "SEGRISK_BUILD_MEMORY_MB"
+BUILD_MEMORY_ENV_VAR = settings.BUILD_MEMORY_MB.name
 
 
 def available_memory_bytes() -> int | None:
     """What a build may plan to use: ``$SEGRISK_BUILD_MEMORY_MB`` megabytes, else the operating
     system's MemAvailable (None where it cannot be read: no check then)."""
-    text = os.environ.get(BUILD_MEMORY_ENV_VAR, "").strip()
-    if text:
-        if not text.isdigit() or int(text) < 1:
-            raise SourceError(
-                f"{BUILD_MEMORY_ENV_VAR} must be a whole number of megabytes, 1 or more, got {text[:40]!r}."
-            )
-        return int(text) * 1_000_000
+    megabytes = settings.BUILD_MEMORY_MB.read(error=SourceError)
+    if megabytes is not None:
+        return megabytes * 1_000_000
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:

@@ -155,6 +155,6 @@ def test_audit_text_fields_are_capped_with_a_note(tmp_path: Path) -> None:
 
 
 def test_the_readme_documents_the_settings() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert "SEGRISK_SECURE_COOKIES" in readme
     assert "SEGRISK_SECRET_KEY" in readme and "32 characters" in readme
