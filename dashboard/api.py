@@ -60,6 +60,7 @@ from models.scoring import RiskScorer
 from models.segments import PersonaModel
 from warehouse.app_state import StoreBusyError
 from warehouse.errors import SegriskError
+from warehouse.history import latest_run_of
 
 from . import auth
 from .data import WarehouseReader, reader, register
@@ -81,8 +82,7 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("api", __name__, url_prefix=PREFIX)
 
 register(
-    api_model_runs="SELECT model_kind, arg_max(run_id, finished_at) AS run_id FROM ml_model_runs GROUP BY model_kind "
-    "ORDER BY model_kind",
+    api_model_runs="SELECT model_kind, run_id FROM ml_latest_runs ORDER BY model_kind",
     api_build="SELECT build_id, spec_name, spec_text, as_of_date FROM meta_builds",
     api_capabilities="SELECT capability, is_supported, reason FROM meta_capabilities",
     api_risk_model="SELECT a.run_id, a.content, a.sha256 FROM ml_model_artifacts a JOIN ml_model_runs r USING (run_id) "
@@ -93,19 +93,16 @@ register(
     api_column_minimums="SELECT min(COLUMNS(*)) FROM customers",
     api_check_rows="SELECT * FROM customers USING SAMPLE reservoir(300 ROWS) REPEATABLE (42)",
     api_persona_model="SELECT run_id, feature, is_logged, impute_median, scale_mean, scale_scale, centroids "
-    "FROM ml_segment_model WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'segments' "
-    "ORDER BY finished_at DESC LIMIT 1) ORDER BY position",
+    f"FROM ml_segment_model WHERE run_id = {latest_run_of('segments')} ORDER BY position",
     api_personas="SELECT run_id, segment_id, segment_key, persona_name, description, strategy, manual_underwriting, "
     "customers, share FROM ml_latest_segment_summary ORDER BY segment_id",
     api_rfm_clusters="SELECT run_id, cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
     "centroid_monetary, scaled_centroid, log_mean, log_scale FROM ml_rfm_clusters "
-    "WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'rfm' ORDER BY finished_at DESC LIMIT 1) "
-    "ORDER BY cluster_id",
+    f"WHERE run_id = {latest_run_of('rfm')} ORDER BY cluster_id",
     api_rfm_segments="SELECT segment, count(*) AS customers, count(*) / sum(count(*)) OVER () AS share, "
     "avg(rfm_recency_days) AS avg_recency_days, avg(rfm_frequency) AS avg_frequency, "
     "avg(rfm_monetary) AS avg_monetary FROM ml_rfm "
-    "WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'rfm' ORDER BY finished_at DESC LIMIT 1) "
-    "GROUP BY segment ORDER BY customers DESC, segment",
+    f"WHERE run_id = {latest_run_of('rfm')} GROUP BY segment ORDER BY customers DESC, segment",
 )
 
 

@@ -25,6 +25,7 @@ import polars as pl
 from warehouse import settings
 from warehouse.db import connect_read_only, first_line
 from warehouse.errors import WarehouseError
+from warehouse.history import latest_run_of
 
 #: Every query the dashboard runs, by name. Values are ``$name`` parameters bound by DuckDB;
 #: nothing a user types is ever formatted into this text.
@@ -34,25 +35,24 @@ QUERIES: dict[str, str] = {
     "build": "SELECT build_id, spec_name, as_of_date FROM meta_builds",
     "customer": "SELECT * FROM customers WHERE customer_id = $customer_id",
     "customer_scores": "SELECT * FROM ml_latest_risk_scores WHERE customer_id = $customer_id",
-    "latest_run": "SELECT run_id, finished_at, metrics FROM ml_model_runs WHERE model_kind = $kind "
-    "ORDER BY finished_at DESC LIMIT 1",
+    # The latest run of a model kind (ml_latest_runs decides which): none, or one row.
+    "latest_run": "SELECT run_id, started_at, finished_at, parameters, metrics FROM ml_latest_runs "
+    "WHERE model_kind = $kind",
     "customers_count": "SELECT count(*) AS customers FROM customers",
     "default_rate": "SELECT avg(is_defaulted::INT) AS default_rate FROM customers",
     "persona_sizes": "SELECT segment_key, persona_name, customers, share FROM ml_latest_segment_summary "
     "ORDER BY segment_id",
     "policy_overall": "SELECT * FROM ml_policy_evaluations WHERE persona_name = 'All customers' "
-    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)",
+    f"AND run_id = {latest_run_of('risk')}",
     "open_alert_ids": "SELECT alert_id FROM ml_latest_alerts WHERE NOT is_acknowledged",
     "champion_metrics": "SELECT metric, value FROM ml_risk_metrics WHERE role = 'champion' "
-    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)",
+    f"AND run_id = {latest_run_of('risk')}",
     "champion_curves": "SELECT curve, point, x, y FROM ml_risk_curves WHERE role = 'champion' "
-    "AND run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1) "
-    "ORDER BY curve, point",
+    f"AND run_id = {latest_run_of('risk')} ORDER BY curve, point",
     "score_histogram": "SELECT floor(score / 10) * 10 AS score_band, count(*) AS customers "
     "FROM ml_latest_risk_scores GROUP BY ALL ORDER BY score_band",
     "grades": "SELECT grade, customers, share, observed_default_rate, mean_pd FROM ml_risk_grades "
-    "WHERE run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1) "
-    "ORDER BY grade",
+    f"WHERE run_id = {latest_run_of('risk')} ORDER BY grade",
 }
 
 

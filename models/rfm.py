@@ -21,6 +21,8 @@ from sklearn.metrics import silhouette_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from warehouse.history import latest_run_of
+
 from .runs import append_table
 
 RFM_COLUMNS = ("rfm_recency_days", "rfm_frequency", "rfm_monetary")
@@ -250,7 +252,7 @@ def load_clusters(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> 
         f"""
         SELECT cluster_id, cluster_name, scaled_centroid, log_mean, log_scale
         FROM ml_rfm_clusters c
-        {where or "WHERE c.run_id = (SELECT run_id FROM ml_model_runs WHERE model_kind = 'rfm' ORDER BY finished_at DESC LIMIT 1)"}
+        {where or "WHERE c.run_id = " + latest_run_of("rfm")}
         ORDER BY cluster_id
         """,
         params,

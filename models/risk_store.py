@@ -15,6 +15,7 @@ import duckdb
 import polars as pl
 
 from warehouse.dictionary import comment_columns, comment_table
+from warehouse.history import latest_run_of
 
 from .policy import Policy, default_policy
 from .runs import append_table
@@ -22,11 +23,6 @@ from .runs import append_table
 RUN_ID = "Identifier of the risk run that wrote the row (see ml_model_runs)."
 ROLE = "champion (the model that scores customers) or challenger (the other family, kept for comparison)."
 FAMILY = "Model family: logistic (L1/L2 logistic regression) or boosting (histogram gradient boosting)."
-
-
-def latest_run(kind: str) -> str:
-    """SQL for the newest run id of a model kind (a constant in the query, never a user value)."""
-    return f"(SELECT run_id FROM ml_model_runs WHERE model_kind = '{kind}' ORDER BY finished_at DESC LIMIT 1)"
 
 
 SCORES_COMMENTS = {
@@ -257,7 +253,7 @@ def with_run(frame: pl.DataFrame, run_id: str, comments: dict[str, str]) -> pl.D
 def write_latest_views(con: duckdb.DuckDBPyConnection) -> None:
     """``ml_latest_risk_scores``: the newest risk run's scores, for analysts and the dashboard."""
     con.execute(
-        f"CREATE OR REPLACE VIEW ml_latest_risk_scores AS SELECT * FROM ml_risk_scores WHERE run_id = {latest_run('risk')}"
+        f"CREATE OR REPLACE VIEW ml_latest_risk_scores AS SELECT * FROM ml_risk_scores WHERE run_id = {latest_run_of('risk')}"
     )
     comment_table(con, "ml_latest_risk_scores", "View: one row per customer, scored by the latest risk run.", view=True)
     comment_columns(con, "ml_latest_risk_scores", SCORES_COMMENTS)

@@ -25,12 +25,12 @@ from warehouse import __version__
 from warehouse.db import connect_for_build, first_line
 from warehouse.dictionary import comment_columns, comment_table
 from warehouse.errors import SegriskError
+from warehouse.history import RUNS_TABLE, refresh_latest_runs
 from warehouse.locks import exclusive_writer
 from warehouse.marts import refresh_customer_profile, refresh_fact_marts
 
 from .warehouse_io import has_table
 
-RUNS_TABLE = "ml_model_runs"
 RUNS_DDL = (
     "run_id VARCHAR PRIMARY KEY, model_kind VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, "
     "parameters JSON, metrics JSON, input_fingerprint VARCHAR, input_rows BIGINT, segrisk_version VARCHAR"
@@ -108,6 +108,7 @@ def ensure_runs_table(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE TABLE IF NOT EXISTS {RUNS_TABLE} ({RUNS_DDL})")
     comment_table(con, RUNS_TABLE, "One row per model run: what ran, on which input, with what result.")
     comment_columns(con, RUNS_TABLE, RUNS_COMMENTS)
+    refresh_latest_runs(con)
 
 
 def build_of(con: duckdb.DuckDBPyConnection) -> str | None:

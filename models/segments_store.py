@@ -14,9 +14,11 @@ import numpy as np
 import polars as pl
 
 from warehouse.dictionary import comment_columns, comment_table
+from warehouse.history import latest_run_of
 
 from .runs import append_table
 from .segments import PersonaModel, PreviousSegment, SegmentationResult
+from .warehouse_io import latest_run_id
 
 SEGMENTS_COMMENTS = {
     "run_id": "The segments run (see ml_model_runs).",
@@ -96,7 +98,7 @@ LABELS_COMMENTS = {
     "updated_at": "When the label was last changed (UTC).",
 }
 
-LATEST_RUN = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'segments' ORDER BY finished_at DESC LIMIT 1)"
+LATEST_RUN = latest_run_of("segments")
 
 
 def write_segments(
@@ -205,10 +207,8 @@ def load_persona_model(con: duckdb.DuckDBPyConnection) -> tuple[str, PersonaMode
 
 
 def _write_migration(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
-    previous = con.execute(
-        "SELECT run_id FROM ml_model_runs WHERE model_kind = 'segments' ORDER BY finished_at DESC LIMIT 1"
-    ).fetchall()
-    if not previous:
+    previous = latest_run_id(con, "segments")
+    if previous is None:
         return
     moves = con.sql(
         """
@@ -218,7 +218,7 @@ def _write_migration(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
         WHERE new.run_id = ? AND old.run_id = ?
         GROUP BY ALL ORDER BY from_segment_key, to_segment_key
         """,
-        params=[run_id, previous[0][0], run_id, previous[0][0]],
+        params=[run_id, previous, run_id, previous],
     ).pl()
     append_table(
         con,

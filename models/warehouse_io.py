@@ -8,6 +8,8 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
+from warehouse.history import LATEST_RUNS_VIEW
+
 
 def latest_personas(con: duckdb.DuckDBPyConnection) -> pl.DataFrame | None:
     """customer_id, segment_key, persona_name, archetype, manual_underwriting of the latest segments run."""
@@ -31,11 +33,8 @@ def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 
 def latest_run_id(con: duckdb.DuckDBPyConnection, kind: str) -> str | None:
-    """Run id of the newest run of a model kind, or None."""
+    """Run id of the latest run of a model kind (as ``ml_latest_runs`` picks it), or None."""
     if not has_table(con, "ml_model_runs"):
         return None
-    rows = con.execute(
-        "SELECT run_id FROM ml_model_runs WHERE model_kind = ? ORDER BY finished_at DESC LIMIT 1",
-        [kind],
-    ).fetchall()
+    rows = con.execute(f"SELECT run_id FROM {LATEST_RUNS_VIEW} WHERE model_kind = ?", [kind]).fetchall()
     return rows[0][0] if rows else None

@@ -10,8 +10,9 @@ import duckdb
 import polars as pl
 
 from warehouse.dictionary import comment_columns, comment_table
+from warehouse.history import latest_run_of
 
-from .risk_store import latest_run, with_run
+from .risk_store import with_run
 from .runs import append_table
 
 RUN_ID = "Identifier of the warnings run that wrote the row (see ml_model_runs)."
@@ -126,7 +127,7 @@ def write_latest_views(con: duckdb.DuckDBPyConnection) -> None:
         SELECT a.*, k.alert_id IS NOT NULL AS is_acknowledged
         FROM ml_alerts a
         LEFT JOIN (SELECT DISTINCT alert_id FROM ml_alert_acknowledgements) k USING (alert_id)
-        WHERE a.run_id = {latest_run("warnings")}
+        WHERE a.run_id = {latest_run_of("warnings")}
         """
     )
     comment_table(

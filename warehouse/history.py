@@ -17,6 +17,44 @@ from .staging import sql_literal
 
 HISTORY_PREFIX = "ml_"
 
+RUNS_TABLE = "ml_model_runs"
+LATEST_RUNS_VIEW = "ml_latest_runs"
+#: The latest run of each model kind: the newest finish time, NULLs last (as ``ORDER BY finished_at
+#: DESC`` put them); of runs that finished in the same instant, the greatest run id.
+LATEST_RUNS_SQL = (
+    f"CREATE OR REPLACE VIEW {LATEST_RUNS_VIEW} AS SELECT model_kind, run_id, started_at, finished_at, parameters, "
+    f"metrics, input_fingerprint, input_rows, segrisk_version FROM {RUNS_TABLE} QUALIFY row_number() OVER "
+    "(PARTITION BY model_kind ORDER BY finished_at DESC NULLS LAST, run_id DESC) = 1"
+)
+LATEST_RUNS_GRAIN = (
+    "View: one row per model kind, its latest run (the newest finished_at; of runs finished in the same instant, "
+    "the greatest run_id), with that run's record from ml_model_runs."
+)
+
+
+def latest_run_of(kind: str) -> str:
+    """SQL for the run id of a model kind's latest run, to use inside a statement (NULL when the kind never ran).
+
+    ``kind`` is a constant of the caller's code, never a user value.
+    """
+    if not kind.isidentifier():
+        raise ValueError(f"not a model kind: {kind!r}")
+    return f"(SELECT run_id FROM {LATEST_RUNS_VIEW} WHERE model_kind = '{kind}')"
+
+
+def refresh_latest_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """(Re)create ``ml_latest_runs`` over ``ml_model_runs``, its columns commented as the table's are."""
+    con.execute(LATEST_RUNS_SQL)
+    con.execute(f"COMMENT ON VIEW {LATEST_RUNS_VIEW} IS {sql_literal(LATEST_RUNS_GRAIN)}")
+    comments = con.execute(
+        "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ? AND comment IS NOT NULL",
+        [RUNS_TABLE],
+    ).fetchall()
+    for column, comment in comments:
+        if column == "model_kind":
+            comment = f"{comment} One row per kind."
+        con.execute(f"COMMENT ON COLUMN {LATEST_RUNS_VIEW}.{quote_ident(column)} IS {sql_literal(comment)}")
+
 
 def carry_over_history(con: duckdb.DuckDBPyConnection, previous: Path, spec_name: str) -> list[str]:
     """Copy every ml_ table and view of ``previous`` into ``con``; return the names copied.
@@ -63,12 +101,18 @@ def carry_over_history(con: duckdb.DuckDBPyConnection, previous: Path, spec_name
         con.execute("DETACH previous_warehouse")
     if not tables and not views:
         return []
-    for _, ddl, _ in views:
-        con.execute(ddl)
+    carried = {name for name, _, _ in tables}
+    if RUNS_TABLE in carried:  # first, and in its current form: the other latest views read it
+        con.execute(LATEST_RUNS_SQL)
+    for name, ddl, _ in views:
+        if name != LATEST_RUNS_VIEW:
+            con.execute(ddl)
     kinds = {name: "TABLE" for name, _, _ in tables} | {name: "VIEW" for name, _, _ in views}
     for name, _, comment in [*tables, *views]:
         if comment:
             con.execute(f"COMMENT ON {kinds[name]} {quote_ident(name)} IS {sql_literal(comment)}")
     for table, column, comment in column_comments:
         con.execute(f"COMMENT ON COLUMN {quote_ident(table)}.{quote_ident(column)} IS {sql_literal(comment)}")
+    if RUNS_TABLE in carried:  # commented from the runs table's comments, now in place
+        refresh_latest_runs(con)
     return sorted(kinds)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import duckdb
 
 from .dictionary import comment_columns, comment_table
+from .history import latest_run_of
 
 PROFILE = "mart_customer_profile"
 MONTHS = "mart_customer_months"
@@ -190,9 +191,6 @@ class FactMart(NamedTuple):
     order: str
 
 
-#: Latest run of a model kind, as the dashboard picks it (by finish time).
-_LATEST = "(SELECT run_id FROM ml_model_runs WHERE model_kind = '{kind}' ORDER BY finished_at DESC LIMIT 1)"
-
 FACT_MARTS = (
     FactMart(
         "mart_alerts",
@@ -200,7 +198,7 @@ FACT_MARTS = (
         "One row per early-warning alert of every warnings run (as ml_alerts), with whether it is of the latest "
         "run, whether it was acknowledged when the model last ran, and the customer's filter dimensions now. Stored "
         "high severity first, then by customer and alert id.",
-        "SELECT f.*, f.run_id = " + _LATEST.format(kind="warnings") + " AS in_latest_run, "
+        "SELECT f.*, f.run_id = " + latest_run_of("warnings") + " AS in_latest_run, "
         "row_number() OVER (PARTITION BY f.alert_id ORDER BY r.finished_at DESC) = 1 AS is_newest_of_alert, "
         "f.alert_id IN (SELECT alert_id FROM ml_alert_acknowledgements) AS is_acknowledged "
         "FROM ml_alerts f JOIN ml_model_runs r USING (run_id)",
@@ -211,7 +209,7 @@ FACT_MARTS = (
         "ml_recommendations",
         "One row per customer and recommended product of the latest cross-sell run (as ml_recommendations), "
         "with the customer's filter dimensions. Stored by customer and priority.",
-        "SELECT f.* FROM ml_recommendations f WHERE f.run_id = " + _LATEST.format(kind="cross_sell"),
+        "SELECT f.* FROM ml_recommendations f WHERE f.run_id = " + latest_run_of("cross_sell"),
         "f.customer_id, f.priority",
     ),
     FactMart(
@@ -219,7 +217,7 @@ FACT_MARTS = (
         "ml_rfm",
         "One row per customer scored by the latest RFM run (as ml_rfm), with the customer's filter dimensions. "
         "Stored by spend, highest first, then by customer.",
-        "SELECT f.* FROM ml_rfm f WHERE f.run_id = " + _LATEST.format(kind="rfm"),
+        "SELECT f.* FROM ml_rfm f WHERE f.run_id = " + latest_run_of("rfm"),
         "f.rfm_monetary DESC NULLS LAST, f.customer_id",
     ),
 )

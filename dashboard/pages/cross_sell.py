@@ -27,10 +27,11 @@ from dashboard.paged import Column, PagedTable
 from dashboard.state import persona_names
 from models.cross_sell import PRODUCTS
 from warehouse.errors import SegriskError
+from warehouse.history import latest_run_of
 
 dash.register_page(__name__, path="/cross-sell", name="Cross-sell", order=4)
 
-LATEST_RUN = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'cross_sell' ORDER BY finished_at DESC LIMIT 1)"
+LATEST_RUN = latest_run_of("cross_sell")
 #: The persona key the profile gives customers without a persona (the model's tables leave it null).
 NO_PERSONA = "unassigned"
 CREDIT_PRODUCTS = frozenset(key for key, product in PRODUCTS.items() if product.is_credit)
@@ -45,8 +46,6 @@ OFFER_CUBE = "mart_offer_cube"
 OFFERED = "(len($offered) = 0 OR list_contains($offered, r.product))"
 
 register(
-    cross_sell_run="SELECT run_id, finished_at, parameters, metrics FROM ml_model_runs "
-    "WHERE model_kind = 'cross_sell' ORDER BY finished_at DESC LIMIT 1",
     cross_sell_penetration="SELECT coalesce(segment_key, 'unassigned') AS segment_key, persona_name, product, "
     f"customers, holders, share FROM ml_product_penetration WHERE run_id = {LATEST_RUN}",
     cross_sell_products="SELECT DISTINCT product, product_name FROM ml_campaign_mix "
@@ -101,7 +100,7 @@ def latest_run(data: WarehouseReader) -> dict | None:
     """The latest cross-sell run with its parameters and metrics decoded; None when none ran."""
     if not data.has("ml_recommendations"):
         return None
-    runs = data.query("cross_sell_run")
+    runs = data.query("latest_run", kind="cross_sell")
     if runs.height == 0:
         return None
     run = runs.row(0, named=True)

@@ -24,6 +24,7 @@ from dashboard import auth, filters, ui
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_names
 from warehouse.errors import SegriskError
+from warehouse.history import latest_run_of
 
 dash.register_page(__name__, path="/customer", name="Customer 360", order=6)
 
@@ -50,8 +51,7 @@ register(
     "is_acknowledged FROM ml_latest_alerts WHERE customer_id = $customer_id "
     "ORDER BY list_position(['high', 'medium', 'low'], severity), rule_label",
     customer_offers="SELECT priority, product_name, reason, is_credit_offer FROM ml_recommendations "
-    "WHERE customer_id = $customer_id AND run_id = (SELECT run_id FROM ml_model_runs "
-    "WHERE model_kind = 'cross_sell' ORDER BY finished_at DESC LIMIT 1) ORDER BY priority",
+    f"WHERE customer_id = $customer_id AND run_id = {latest_run_of('cross_sell')} ORDER BY priority",
 )
 
 DECISION_COLOURS = {"approve": "success", "review": "warning", "decline": "danger"}

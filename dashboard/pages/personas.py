@@ -25,6 +25,7 @@ from dashboard.auth import audit, can, current_user
 from dashboard.data import WarehouseReader, reader, register
 from dashboard.state import acknowledged_ids, persona_labels, persona_names, store
 from warehouse.errors import SegriskError
+from warehouse.history import latest_run_of
 
 dash.register_page(__name__, path="/personas", name="Personas", order=1)
 
@@ -35,11 +36,12 @@ PROFILE_FEATURES = 12
 #: Node keys of customers present in only one of the two compared runs.
 NEW, GONE = "new", "gone"
 
-LATEST_RUN = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'segments' ORDER BY finished_at DESC LIMIT 1)"
+LATEST_RUN = latest_run_of("segments")
 
 register(
+    # The latest two segments runs, newest first, in ml_latest_runs' order (so the first is its run).
     personas_runs="SELECT run_id, finished_at, metrics FROM ml_model_runs WHERE model_kind = 'segments' "
-    "ORDER BY finished_at DESC LIMIT 2",
+    "ORDER BY finished_at DESC NULLS LAST, run_id DESC LIMIT 2",
     personas_summary="SELECT segment_key, persona_name, description, archetype, strategy, manual_underwriting, "
     "customers, share, top_features FROM ml_latest_segment_summary ORDER BY segment_id",
     personas_run_names="SELECT segment_key, persona_name FROM ml_segment_summary WHERE run_id = $run_id",

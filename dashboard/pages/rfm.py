@@ -79,8 +79,6 @@ register_scoped(
 )
 
 register(
-    rfm_run="SELECT run_id, finished_at, parameters FROM ml_model_runs WHERE model_kind = 'rfm' "
-    "ORDER BY finished_at DESC LIMIT 1",
     rfm_cells=f"{CELLS} AND {filters.condition('r')} GROUP BY ALL ORDER BY ALL",
     rfm_cells_all=f"{CELLS} GROUP BY ALL ORDER BY ALL",
     rfm_clusters="SELECT cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
@@ -126,7 +124,7 @@ def latest_run(data: WarehouseReader) -> dict | None:
     """The latest RFM run (run_id, finished_at, parameters decoded); None when RFM has not run."""
     if not (data.has("ml_rfm") and data.has("ml_rfm_clusters")):
         return None
-    runs = data.query("rfm_run")
+    runs = data.query("latest_run", kind="rfm")
     if runs.height == 0:
         return None
     run = runs.row(0, named=True)

@@ -29,11 +29,12 @@ from dashboard.state import persona_names
 from models.statistics import OUTLIER_IQR_K, OUTLIER_Z
 from warehouse.db import quote_ident
 from warehouse.errors import SegriskError, WarehouseError
+from warehouse.history import latest_run_of
 from warehouse.marts import FEATURES
 
 dash.register_page(__name__, path="/statistics", name="Statistics", order=8)
 
-LATEST_RUN = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'statistics' ORDER BY finished_at DESC LIMIT 1)"
+LATEST_RUN = latest_run_of("statistics")
 
 #: Test families in reading order: (heading, what the test asks in a sentence).
 FAMILIES = {
@@ -78,7 +79,7 @@ OUTCOME_COLOURS = {"not_defaulted": "#4575b4", "defaulted": "#d73027", "unknown"
 
 register(
     statistics_run="SELECT run_id, finished_at, metrics->>'reading' AS reading "
-    f"FROM ml_model_runs WHERE run_id = {LATEST_RUN}",
+    "FROM ml_latest_runs WHERE model_kind = 'statistics'",
     statistics_family_counts="SELECT test, count(*) AS tests, count_if(is_significant)::BIGINT AS significant "
     f"FROM ml_statistical_tests WHERE run_id = {LATEST_RUN} GROUP BY test",
     statistics_tests="SELECT test, variable, statistic, p_adjusted, effect_size, "

@@ -23,6 +23,7 @@ from dashboard.state import AcknowledgementRefused, acknowledged_ids
 from dashboard.state import acknowledge as record_acknowledgement
 from warehouse.app_state import MAX_ALERT_ID
 from warehouse.errors import SegriskError
+from warehouse.history import latest_run_of
 
 dash.register_page(__name__, path="/warnings", name="Early warnings", order=3)
 
@@ -47,8 +48,8 @@ register_scoped(
 
 register(
     warnings_rules="SELECT DISTINCT rule, rule_label FROM mart_alerts WHERE in_latest_run ORDER BY rule",
-    warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules WHERE run_id = (SELECT run_id "
-    "FROM ml_model_runs WHERE model_kind = 'warnings' ORDER BY finished_at DESC LIMIT 1) ORDER BY rule",
+    warnings_rule_status="SELECT rule, alerts, status FROM ml_alert_rules "
+    f"WHERE run_id = {latest_run_of('warnings')} ORDER BY rule",
 )
 
 

@@ -34,16 +34,15 @@ from dashboard import disclosure, filters
 from dashboard.data import QUERIES, WarehouseReader, register
 from dashboard.state import persona_labels
 from warehouse.db import first_line, read_only
+from warehouse.history import latest_run_of
 
 from . import ReportError
 
 PAGES_FOLDER = Path(__file__).resolve().parents[1] / "pages"
 #: The dashboard pages whose queries and figures a report uses.
 REPORT_PAGES = ("overview", "personas", "risk", "warnings", "cross_sell", "data_catalog")
-LATEST_RISK_RUN = "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'risk' ORDER BY finished_at DESC LIMIT 1)"
-LATEST_WARNINGS_RUN = (
-    "(SELECT run_id FROM ml_model_runs WHERE model_kind = 'warnings' ORDER BY finished_at DESC LIMIT 1)"
-)
+LATEST_RISK_RUN = latest_run_of("risk")
+LATEST_WARNINGS_RUN = latest_run_of("warnings")
 
 
 register(
@@ -69,8 +68,7 @@ register(
     report_money_unit="SELECT regexp_extract(comment, 'Unit: ([A-Z][A-Z][A-Z])\\.', 1) AS unit, count(*) AS columns "
     "FROM duckdb_columns() WHERE table_name = 'customers' AND comment LIKE '%Unit: %' "
     "GROUP BY ALL HAVING unit <> '' ORDER BY columns DESC, unit LIMIT 1",
-    report_model_runs="SELECT model_kind, run_id, finished_at FROM ml_model_runs "
-    "QUALIFY row_number() OVER (PARTITION BY model_kind ORDER BY finished_at DESC) = 1 ORDER BY finished_at",
+    report_model_runs="SELECT model_kind, run_id, finished_at FROM ml_latest_runs ORDER BY finished_at",
     # Customer-level tables of the workbook, under the global filters.
     report_customer_rows="SELECT p.customer_id, p.persona_key, p.persona_name, p.age_band, p.region, p.grade, p.pd, "
     "p.score, p.decision, p.is_defaulted, p.product_count, p.open_alerts, p.offers "
