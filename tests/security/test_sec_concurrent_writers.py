@@ -78,6 +78,7 @@ def test_parallel_builds_and_runs_lose_nothing(build: Builder, tmp_path: Path, r
             busy += BUSY in err
             rebuilt += REBUILT in err
     present = _run_ids(db)
+    print(f"round {round_number}: {len(reported)} runs reported and present, {busy} busy, {rebuilt} rebuilt refusals")
     assert reported <= present, f"reported runs missing afterwards: {sorted(reported - present)}"
     if lock_wait is None:
         assert busy == 0 and len(reported) + rebuilt == 3  # with the default wait every writer gets its turn
