@@ -55,9 +55,11 @@ from pydantic.json_schema import models_json_schema
 from werkzeug.exceptions import HTTPException
 
 from models.policy import Policy, default_policy
-from models.rfm import RfmClusters
+from models.rfm import RfmClusters, clusters_from_rows
+from models.risk_store import ARTIFACT_SQL, DamagedArtifactError, unpickle_artifact
 from models.scoring import RiskScorer
 from models.segments import PersonaModel
+from models.segments_store import PERSONA_MODEL_SQL, persona_model_from_rows
 from warehouse.app_state import StoreBusyError
 from warehouse.errors import SegriskError
 from warehouse.history import latest_run_of
@@ -85,15 +87,13 @@ register(
     api_model_runs="SELECT model_kind, run_id FROM ml_latest_runs ORDER BY model_kind",
     api_build="SELECT build_id, spec_name, spec_text, as_of_date FROM meta_builds",
     api_capabilities="SELECT capability, is_supported, reason FROM meta_capabilities",
-    api_risk_model="SELECT a.run_id, a.content, a.sha256 FROM ml_model_artifacts a JOIN ml_model_runs r USING (run_id) "
-    "WHERE a.artifact = 'risk_model' ORDER BY r.finished_at DESC LIMIT 1",
+    api_risk_model=ARTIFACT_SQL,
     api_policy="SELECT policy FROM ml_policies ORDER BY policy_version DESC LIMIT 1",
     api_customer_columns="SELECT column_name, data_type, comment FROM duckdb_columns() "
     "WHERE table_name = 'customers' ORDER BY column_index",
     api_column_minimums="SELECT min(COLUMNS(*)) FROM customers",
     api_check_rows="SELECT * FROM customers USING SAMPLE reservoir(300 ROWS) REPEATABLE (42)",
-    api_persona_model="SELECT run_id, feature, is_logged, impute_median, scale_mean, scale_scale, centroids "
-    f"FROM ml_segment_model WHERE run_id = {latest_run_of('segments')} ORDER BY position",
+    api_persona_model=PERSONA_MODEL_SQL,
     api_personas="SELECT run_id, segment_id, segment_key, persona_name, description, strategy, manual_underwriting, "
     "customers, share FROM ml_latest_segment_summary ORDER BY segment_id",
     api_rfm_clusters="SELECT run_id, cluster_id, cluster_name, customers, centroid_recency_days, centroid_frequency, "
@@ -376,10 +376,11 @@ def _load(data: WarehouseReader, stamp: tuple[int, int, int]) -> LoadedModels:
 
 
 def _load_scorer(data: WarehouseReader, loaded: LoadedModels) -> None:
-    import hashlib
-    import pickle
-
-    rows = data.query("api_risk_model").rows() if data.has("ml_model_artifacts") else []
+    rows = (
+        data.query("api_risk_model", artifact="risk_model", run_id=None).rows()
+        if data.has("ml_model_artifacts")
+        else []
+    )
     if not rows:
         capability = _capability(data, "risk_model")
         if capability is not None and not capability[0]:
@@ -394,10 +395,11 @@ def _load_scorer(data: WarehouseReader, loaded: LoadedModels) -> None:
             loaded.risk_note = "This warehouse has no PD model: run `segrisk train risk` on it first."
         return
     run_id, content, digest = rows[0]
-    if hashlib.sha256(content).hexdigest() != digest:
+    try:
+        scorer: RiskScorer = unpickle_artifact("risk_model", run_id, content, digest)
+    except DamagedArtifactError:
         loaded.risk_note = f"The stored PD model of run {run_id} is damaged (checksum mismatch); retrain it."
         return
-    scorer: RiskScorer = pickle.loads(content)  # noqa: S301 - the warehouse's own model, checked above
     # Rebuild the fast one-applicant path with this code and check it against the pipeline on real rows.
     scorer.prepare_applicants(data.query("api_check_rows"))
     loaded.scorer, loaded.risk_run_id = scorer, run_id
@@ -434,14 +436,7 @@ def _load_personas(data: WarehouseReader, loaded: LoadedModels) -> None:
             "run `segrisk train segments` again."
         )
         return
-    loaded.persona_model = PersonaModel(
-        columns=tuple(r[1] for r in rows),
-        logged=tuple(bool(r[2]) for r in rows),
-        medians=np.array([r[3] for r in rows], dtype=float),
-        mean=np.array([r[4] for r in rows], dtype=float),
-        scale=np.array([r[5] for r in rows], dtype=float),
-        centroids=np.array([r[6] for r in rows], dtype=float).T,
-    )
+    loaded.persona_model = persona_model_from_rows(rows)
     loaded.persona_columns = loaded.persona_model.columns
 
 
@@ -453,12 +448,7 @@ def _load_rfm(data: WarehouseReader, loaded: LoadedModels) -> None:
         return
     first = clusters.row(0, named=True)
     loaded.rfm_run_id = first["run_id"]
-    loaded.rfm = RfmClusters(
-        log_mean=np.array(first["log_mean"], dtype=float),
-        log_scale=np.array(first["log_scale"], dtype=float),
-        scaled_centroids=np.array(clusters.get_column("scaled_centroid").to_list(), dtype=float),
-        names=tuple(clusters.get_column("cluster_name").to_list()),
-    )
+    loaded.rfm = clusters_from_rows(clusters.select("cluster_name", "scaled_centroid", "log_mean", "log_scale").rows())
     loaded.rfm_clusters = clusters.drop("run_id", "scaled_centroid", "log_mean", "log_scale").rows(named=True)
     loaded.rfm_segments = data.query("api_rfm_segments").rows(named=True)
 

@@ -11,6 +11,7 @@ recency reversed (5 = bought most recently). The clusters are a plain scikit-lea
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -259,9 +260,15 @@ def load_clusters(con: duckdb.DuckDBPyConnection, run_id: str | None = None) -> 
     ).fetchall()
     if not rows:
         raise LookupError("no rfm run in this warehouse: run `segrisk train rfm` first")
+    return clusters_from_rows([row[1:] for row in rows])
+
+
+def clusters_from_rows(rows: Sequence[Sequence]) -> RfmClusters:
+    """The clusters from rows of (cluster_name, scaled_centroid, log_mean, log_scale) of one run of
+    ``ml_rfm_clusters`` in cluster_id order (at least one row)."""
     return RfmClusters(
-        log_mean=np.array(rows[0][3]),
-        log_scale=np.array(rows[0][4]),
-        scaled_centroids=np.array([r[2] for r in rows]),
-        names=tuple(r[1] for r in rows),
+        log_mean=np.array(rows[0][2], dtype=float),
+        log_scale=np.array(rows[0][3], dtype=float),
+        scaled_centroids=np.array([r[1] for r in rows], dtype=float),
+        names=tuple(r[0] for r in rows),
     )

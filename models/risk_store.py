@@ -10,6 +10,7 @@ import hashlib
 import json
 import pickle
 from datetime import UTC, datetime
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -231,19 +232,31 @@ def write_artifact(con: duckdb.DuckDBPyConnection, run_id: str, artifact: str, o
     append_table(con, "ml_model_artifacts", frame, "One row per stored model object per run.", ARTIFACT_COMMENTS)
 
 
+#: The newest stored artifact named ``$artifact`` (or that of run ``$run_id``): run_id, content, sha256.
+ARTIFACT_SQL = (
+    "SELECT a.run_id, a.content, a.sha256 FROM ml_model_artifacts a JOIN ml_model_runs r USING (run_id) "
+    "WHERE a.artifact = $artifact AND ($run_id IS NULL OR a.run_id = $run_id) ORDER BY r.finished_at DESC LIMIT 1"
+)
+
+
+class DamagedArtifactError(ValueError):
+    """A stored artifact whose content does not match its checksum."""
+
+
 def read_artifact(con: duckdb.DuckDBPyConnection, artifact: str, run_id: str | None = None) -> tuple[str, object]:
     """(run_id, object) of the newest stored artifact of that name (or of the given run)."""
-    query = (
-        "SELECT a.run_id, a.content, a.sha256 FROM ml_model_artifacts a JOIN ml_model_runs r USING (run_id) "
-        "WHERE a.artifact = ? AND (? IS NULL OR a.run_id = ?) ORDER BY r.finished_at DESC LIMIT 1"
-    )
-    rows = con.execute(query, [artifact, run_id, run_id]).fetchall()
+    rows = con.execute(ARTIFACT_SQL, {"artifact": artifact, "run_id": run_id}).fetchall()
     if not rows:
         raise LookupError(f"no stored {artifact}")
     found_run, content, digest = rows[0]
+    return found_run, unpickle_artifact(artifact, found_run, content, digest)
+
+
+def unpickle_artifact(artifact: str, run_id: str, content: bytes, digest: str) -> Any:
+    """The object of a row of :data:`ARTIFACT_SQL`, once its checksum matched (DamagedArtifactError if not)."""
     if hashlib.sha256(content).hexdigest() != digest:
-        raise ValueError(f"the stored {artifact} of run {found_run} is damaged (checksum mismatch)")
-    return found_run, pickle.loads(content)  # noqa: S301 - the warehouse's own model, checked above
+        raise DamagedArtifactError(f"the stored {artifact} of run {run_id} is damaged (checksum mismatch)")
+    return pickle.loads(content)  # noqa: S301 - the warehouse's own model, checked above
 
 
 def with_run(frame: pl.DataFrame, run_id: str, comments: dict[str, str]) -> pl.DataFrame:

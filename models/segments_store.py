@@ -7,6 +7,7 @@ rename survives every re-run that keeps the segment.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import duckdb
@@ -181,21 +182,27 @@ def write_segments(
     ensure_labels_and_views(con)
 
 
+#: The stored persona model of the latest segments run, one row per feature, as
+#: :func:`persona_model_from_rows` reads it (the scoring API runs it through its reader).
+PERSONA_MODEL_SQL = (
+    "SELECT run_id, feature, is_logged, impute_median, scale_mean, scale_scale, centroids "
+    f"FROM ml_segment_model WHERE run_id = {LATEST_RUN} ORDER BY position"
+)
+
+
 def load_persona_model(con: duckdb.DuckDBPyConnection) -> tuple[str, PersonaModel]:
     """(run_id, model) of the latest segments run, read back from ``ml_segment_model``; LookupError
     when the warehouse has no segments run or one trained before the model was stored."""
     has_table = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'ml_segment_model'").fetchall()
-    rows = (
-        con.execute(
-            f"SELECT run_id, feature, is_logged, impute_median, scale_mean, scale_scale, centroids "
-            f"FROM ml_segment_model WHERE run_id = {LATEST_RUN} ORDER BY position"
-        ).fetchall()
-        if has_table[0][0]
-        else []
-    )
+    rows = con.execute(PERSONA_MODEL_SQL).fetchall() if has_table[0][0] else []
     if not rows:
         raise LookupError("the latest segments run has no stored persona model: run `segrisk train segments` again")
-    model = PersonaModel(
+    return rows[0][0], persona_model_from_rows(rows)
+
+
+def persona_model_from_rows(rows: Sequence[Sequence]) -> PersonaModel:
+    """The persona model from the rows of :data:`PERSONA_MODEL_SQL` (at least one)."""
+    return PersonaModel(
         columns=tuple(r[1] for r in rows),
         logged=tuple(bool(r[2]) for r in rows),
         medians=np.array([r[3] for r in rows], dtype=float),
@@ -203,7 +210,6 @@ def load_persona_model(con: duckdb.DuckDBPyConnection) -> tuple[str, PersonaMode
         scale=np.array([r[5] for r in rows], dtype=float),
         centroids=np.array([r[6] for r in rows], dtype=float).T,
     )
-    return rows[0][0], model
 
 
 def _write_migration(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
