@@ -830,7 +830,12 @@ def _chain_audit_log(con: sqlite3.Connection) -> None:
     UPDATE, so older entries stay unhashed and the chain starts at the next one)."""
     columns = {row[1] for row in con.execute("PRAGMA table_info(audit_log)")}
     if "entry_hash" not in columns:
-        con.execute("ALTER TABLE audit_log ADD COLUMN entry_hash TEXT")
+        try:
+            con.execute("ALTER TABLE audit_log ADD COLUMN entry_hash TEXT")
+        except sqlite3.OperationalError as exc:
+            # Another process (or thread) opening the store at the same moment added it first.
+            if "duplicate column" not in str(exc):
+                raise
 
 
 @dataclass(frozen=True)

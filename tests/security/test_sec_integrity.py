@@ -111,3 +111,54 @@ def test_an_audit_log_from_before_the_chain_keeps_its_entries_and_chains_new_one
     found = store.verify_audit_chain()
     assert found.holds and found.entries == 3 and found.unchained == 1
     assert [e.action for e in store.audit_entries()] == ["logout", "login", "login"]
+
+
+def test_many_first_openings_at_once_add_the_chain_column_once(tmp_path: Path) -> None:
+    """Every new ``AppState`` checks the audit log for its hash column; several opening a new store at
+    once raced to add it ("duplicate column name: entry_hash", seen in CI)."""
+    import threading
+
+    path = tmp_path / "new.state.sqlite"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def open_and_write(number: int) -> None:
+        try:
+            barrier.wait()
+            AppState(path).record_audit("login", user=f"user{number}")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    found = AppState(path).verify_audit_chain()
+    assert found.holds and found.entries == 8
+
+
+def test_the_chain_column_added_by_another_opener_meanwhile_is_no_error(tmp_path: Path) -> None:
+    """The race itself, made certain: this opener read the table before the column existed, and
+    another one added it before this one's ALTER."""
+    from warehouse.app_state import _chain_audit_log
+
+    store = AppState(tmp_path / "s.state.sqlite")
+    store.record_audit("login", user="a")  # the store exists, its audit log chained
+
+    class ReadBeforeTheOtherAdded:
+        def __init__(self, con: sqlite3.Connection) -> None:
+            self.con = con
+
+        def execute(self, sql: str, *args: object) -> object:
+            if sql.startswith("PRAGMA table_info"):
+                return [row for row in self.con.execute(sql, *args) if row[1] != "entry_hash"]
+            return self.con.execute(sql, *args)
+
+    con = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        _chain_audit_log(ReadBeforeTheOtherAdded(con))  # type: ignore[arg-type]
+    finally:
+        con.close()
+    assert store.verify_audit_chain().holds
