@@ -26,6 +26,7 @@ from warehouse import settings
 from warehouse.db import connect_read_only, first_line
 from warehouse.errors import WarehouseError
 from warehouse.history import latest_run_of
+from warehouse.runs_view import create_temporary_view, lacks_view
 
 #: Every query the dashboard runs, by name. Values are ``$name`` parameters bound by DuckDB;
 #: nothing a user types is ever formatted into this text.
@@ -138,6 +139,7 @@ class WarehouseReader:
         self._idle = threading.Condition()
         self._active = 0
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._lacks_latest_runs = False
         self._stamp: tuple[int, int, int] | None = None
         self._names: frozenset[str] | None = None  # tables and views of the open file
         self.reopened = 0
@@ -164,10 +166,14 @@ class WarehouseReader:
                     self.reopened += 1
                 self._con = None
                 self._con, self._stamp, self._names = connect_read_only(self.path), stamp, None
+                self._lacks_latest_runs = lacks_view(self._con)
             self._active += 1
             # A cursor is a connection of its own to the same database: one per query keeps
             # threads from sharing a result set.
-            return self._con.cursor(), self._stamp
+            cursor = self._con.cursor()
+            if self._lacks_latest_runs:  # a file from before ml_latest_runs: each cursor needs its copy
+                create_temporary_view(cursor)
+            return cursor, self._stamp
 
     def _release(self, cursor: duckdb.DuckDBPyConnection) -> None:
         cursor.close()

@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 from warehouse import settings
 from warehouse.db import connect_sandboxed, first_line
 from warehouse.errors import SegriskError, SettingError, WarehouseError
+from warehouse.runs_view import provide_for_reading
 
 
 class SqlConsoleError(SegriskError):
@@ -346,6 +347,7 @@ def _answer(
         return ("error", refused)
     # A cursor per query: temporary objects and settings of one query never reach the next.
     cursor = con.cursor()
+    provide_for_reading(cursor)  # a warehouse from before ml_latest_runs: the view, on this cursor only
     stopped = threading.Event()
 
     def stop() -> None:

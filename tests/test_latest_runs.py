@@ -99,3 +99,31 @@ def test_a_rebuild_that_keeps_the_runs_has_the_view(full_db_copy: Path, demo_dat
         assert missing_comments(con) == []
         scored = con.execute("SELECT DISTINCT run_id FROM ml_latest_risk_scores").fetchall()
         assert scored == [(before["risk"],)]
+
+
+def test_a_warehouse_saved_before_the_view_reads_unchanged(full_db: Path, tmp_path: Path) -> None:
+    """A warehouse written before ml_latest_runs existed (no view, only ml_model_runs) is read by the
+    dashboard, the models and the console through a temporary view, until its next build or run."""
+    import shutil
+
+    from dashboard.sql_console import SqlConsole
+    from warehouse.db import read_only
+
+    db = tmp_path / "old.duckdb"
+    shutil.copyfile(full_db, db)
+    with duckdb.connect(str(db)) as con:
+        expected = _latest(con)
+        con.execute("DROP VIEW ml_latest_runs")
+    with read_only(db) as con:
+        assert _latest(con) == expected
+        assert latest_run_id(con, "risk") == expected["risk"]
+    data = WarehouseReader(db)
+    assert data.query("latest_run", kind="segments").item(0, "run_id") == expected["segments"]
+    console = SqlConsole(db)
+    try:
+        result = console.run("SELECT count(*) AS kinds FROM ml_latest_runs")
+        assert result.rows()[0][0] == len(expected)
+    finally:
+        console.close()
+    with duckdb.connect(str(db), read_only=True) as con:  # the file itself was not changed
+        assert not con.execute("SELECT * FROM duckdb_views() WHERE view_name = 'ml_latest_runs'").fetchall()

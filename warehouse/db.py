@@ -15,6 +15,7 @@ import duckdb
 
 from . import settings
 from .errors import WarehouseError
+from .runs_view import provide_for_reading
 
 DEFAULT_DB_NAME = str(settings.DB.default)
 DB_ENV_VAR = settings.DB.name
@@ -56,7 +57,9 @@ def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     if not path.exists():
         raise WarehouseError(f"No warehouse at {path}: run `segrisk build` first, or pass --db with the file's path.")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
+        provide_for_reading(con)  # a warehouse saved before ml_latest_runs existed reads the same
+        return con
     except duckdb.Error as exc:
         raise WarehouseError(f"Could not open the warehouse {path} read-only: {first_line(exc)}") from exc
 
@@ -86,7 +89,9 @@ def connect_sandboxed(path: Path, *, memory_limit: str = "1GB", threads: int = 1
         "lock_configuration": True,  # last: every setting above is fixed from here on
     }
     try:
-        return duckdb.connect(str(path), read_only=True, config=config)
+        con = duckdb.connect(str(path), read_only=True, config=config)
+        provide_for_reading(con)
+        return con
     except duckdb.Error as exc:
         raise WarehouseError(f"Could not open the warehouse {path} for the SQL console: {first_line(exc)}") from exc
 

@@ -13,19 +13,12 @@ from pathlib import Path
 import duckdb
 
 from .db import quote_ident
+from .runs_view import LATEST_RUNS_SELECT, LATEST_RUNS_VIEW, RUNS_TABLE
 from .staging import sql_literal
 
 HISTORY_PREFIX = "ml_"
 
-RUNS_TABLE = "ml_model_runs"
-LATEST_RUNS_VIEW = "ml_latest_runs"
-#: The latest run of each model kind: the newest finish time, NULLs last (as ``ORDER BY finished_at
-#: DESC`` put them); of runs that finished in the same instant, the greatest run id.
-LATEST_RUNS_SQL = (
-    f"CREATE OR REPLACE VIEW {LATEST_RUNS_VIEW} AS SELECT model_kind, run_id, started_at, finished_at, parameters, "
-    f"metrics, input_fingerprint, input_rows, segrisk_version FROM {RUNS_TABLE} QUALIFY row_number() OVER "
-    "(PARTITION BY model_kind ORDER BY finished_at DESC NULLS LAST, run_id DESC) = 1"
-)
+LATEST_RUNS_SQL = f"CREATE OR REPLACE VIEW {LATEST_RUNS_VIEW} AS {LATEST_RUNS_SELECT}"
 LATEST_RUNS_GRAIN = (
     "View: one row per model kind, its latest run (the newest finished_at; of runs finished in the same instant, "
     "the greatest run_id), with that run's record from ml_model_runs."
