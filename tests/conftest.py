@@ -22,6 +22,26 @@ needs_shared_data = pytest.mark.skipif(
 
 Builder = Callable[..., BuildSummary]
 
+#: Fixtures that train models on the demo bank (about a minute the first time in a session): a test
+#: that needs one is ``slow``. Browser tests are ``browser``. ``-m "not slow and not browser"`` is the
+#: fast subset to run while working; CI runs everything.
+TRAINED_FIXTURES = frozenset({"risk_db", "full_db", "full_db_copy", "string_id_db"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        name = item.path.name
+        if name.startswith("test_browser") or name == "test_sec_browser_signin.py":
+            item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.slow)
+        elif TRAINED_FIXTURES & set(getattr(item, "fixturenames", ())) or _reads_shared_data(item):
+            item.add_marker(pytest.mark.slow)
+
+
+def _reads_shared_data(item: pytest.Item) -> bool:
+    """Whether ``item`` is marked ``needs_shared_data`` (the full public datasets: slow to build)."""
+    return any(mark.kwargs.get("reason") == needs_shared_data.kwargs["reason"] for mark in item.iter_markers("skipif"))
+
 
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -67,6 +67,7 @@ def _metrics(db: Path, kind: str) -> dict:
     return json.loads(rows.item(0, 0))
 
 
+@pytest.mark.slow  # trains on the demo bank
 def test_train_all_fills_every_table_with_comments(trained: Path) -> None:
     customers = _sql(trained, "SELECT count(*) FROM customers").item()
     with duckdb.connect(str(trained), read_only=True) as con:
@@ -109,6 +110,7 @@ def test_split_is_stratified_and_preprocessing_saw_training_rows_only(trained: P
     assert imputer.statistics_[0] == pytest.approx(medians[0])
 
 
+@pytest.mark.slow  # trains on the demo bank
 def test_scores_follow_the_points_formula_and_grades(trained: Path, tmp_path: Path) -> None:
     scores = _sql(trained, "SELECT pd, score, grade FROM ml_latest_risk_scores")
     card = Scorecard()
@@ -428,6 +430,7 @@ def _assert_calibrated_and_monotone(db: Path) -> None:
     assert rates == sorted(rates), rates
 
 
+@pytest.mark.slow  # trains on the demo bank
 def test_synthetic_bank_is_near_the_best_achievable_auc(tmp_path: Path, build: Builder) -> None:
     data = tmp_path / "bank"
     summary = generate_bank(30_000, 11, data)

@@ -486,6 +486,7 @@ def test_kmeans_recovers_personas(bank_20k, seed: int) -> None:
     assert adjusted_rand_score(truth, labels) >= 0.85
 
 
+@pytest.mark.slow  # k-means over 20,000 customers for each k
 def test_silhouette_peaks_near_seven_clusters(bank_20k) -> None:
     X = _segmentation_matrix(pl.read_parquet(bank_20k(1) / "customers.parquet"))
     sample = np.random.default_rng(0).choice(len(X), 10_000, replace=False)

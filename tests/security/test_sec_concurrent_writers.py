@@ -24,6 +24,9 @@ from conftest import FIXTURES, REPO, Builder
 
 from warehouse.locks import LOCK_WAIT_ENV_VAR
 
+#: Four CLI processes per round: not in the fast subset.
+pytestmark = pytest.mark.slow
+
 ROUNDS = int(os.environ.get("SEGRISK_WRITER_ROUNDS", "2"))
 RUN_ID = re.compile(r": run (\S+);")
 BUSY = "Another build or model run is writing"

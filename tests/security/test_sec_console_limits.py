@@ -25,6 +25,9 @@ from werkzeug.security import generate_password_hash
 from dashboard import sql_console
 from dashboard.sql_console import ConsoleLimits, ConsoleResult, SqlConsole, SqlConsoleError
 
+#: Console worker processes and runaway queries: not in the fast subset.
+pytestmark = pytest.mark.slow
+
 #: CPU-bound for hours: it runs until the time limit stops it.
 RUNAWAY = "SELECT count(*) FROM range(1000000) a, range(1000000) b"
 #: 10,000 rows of 250,000 characters: 2.5 GB if it were all produced.

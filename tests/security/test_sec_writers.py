@@ -26,6 +26,9 @@ from warehouse.errors import WarehouseError
 from warehouse.locks import LOCK_WAIT_ENV_VAR, WriterBusyError, exclusive_writer, lock_path
 from warehouse.spec import load_spec
 
+#: Each test starts writer processes (seconds each): not in the fast subset.
+pytestmark = pytest.mark.slow
+
 #: A child that waits for ``go`` to exist, then runs the statistics model (the quickest) with a
 #: slow write-back (the copy-to-rename window held open for a while), and prints its run id.
 #: Once its write-back has started it says so (``writing``).
