@@ -27,8 +27,9 @@ def lacks_view(con: duckdb.DuckDBPyConnection) -> bool:
     present = {
         name
         for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name = ? "
-            "UNION ALL SELECT view_name FROM duckdb_views() WHERE view_name = ?",
+            # The file's own objects: a temporary copy made on this connection does not count.
+            "SELECT table_name FROM duckdb_tables() WHERE table_name = ? AND NOT temporary "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE view_name = ? AND NOT temporary",
             [RUNS_TABLE, LATEST_RUNS_VIEW],
         ).fetchall()
     }
