@@ -25,6 +25,8 @@ import re
 import secrets
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,6 +193,23 @@ class AppState:
             con.close()
             raise
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, the write lock taken at once (BEGIN IMMEDIATE, so what the block
+        reads cannot change before it writes): committed when the block ends, rolled back when it
+        raises, the connection closed either way."""
+        con = self._connect()
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            yield con
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
     def _prepare(self, con: sqlite3.Connection) -> None:
         """WAL mode and the tables, once per instance; switching to WAL needs a moment alone with
         the file, so processes starting together take turns."""
@@ -295,9 +314,7 @@ class AppState:
             raise ValueError("give a password or a password hash")
         stored_hash = _hash_password(password) if password is not None else password_hash
         now = _utc_now()
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._write() as con:
             before = con.execute("SELECT role, password_hash FROM users WHERE name = ?", [name]).fetchone()
             con.execute(
                 """
@@ -309,13 +326,6 @@ class AppState:
             )
             if before is not None and tuple(before) != (role, stored_hash):
                 _revoke_sessions_of(con, name)  # a new password or role ends the user's sessions
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
         user = self.user(name)
         assert user is not None
         return user
@@ -331,36 +341,18 @@ class AppState:
 
     def _update_user(self, name: str, sql: str, value: str) -> None:
         """Change one field of a user and end all their sessions, in one transaction."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._write() as con:
             changed = con.execute(sql, [value, _utc_now(), name]).rowcount
             _revoke_sessions_of(con, name)
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
         if not changed:
             raise AccessError(f"There is no user '{name}' (see `segrisk users list`).")
 
     def remove_user(self, name: str) -> None:
         """Delete the user and end their sessions; their audit entries stay."""
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._write() as con:
             removed = con.execute("DELETE FROM users WHERE name = ?", [name]).rowcount
             con.execute("DELETE FROM login_failures WHERE user_name = ?", [name])
             _revoke_sessions_of(con, name)
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
         if not removed:
             raise AccessError(f"There is no user '{name}' (see `segrisk users list`).")
 
@@ -412,9 +404,8 @@ class AppState:
         from the LOGIN_FREE_FAILURES-th on, the name is not tried again before 1 s, 2 s, 4 s ... (at
         most LOGIN_BACKOFF_CAP) from now. Returns that "not before" time, or None."""
         now = now or datetime.now(UTC)
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")  # read and update the count as one step across processes
+        # Read and update the count as one step across processes.
+        with self._write() as con:
             row = con.execute(
                 "SELECT failures, first_failed_at FROM login_failures WHERE user_name = ?", [name]
             ).fetchone()
@@ -434,13 +425,6 @@ class AppState:
                 """,
                 [name, failures, first.isoformat(), not_before and not_before.isoformat()],
             )
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
         return not_before
 
     def clear_login_failures(self, name: str) -> None:
@@ -558,11 +542,9 @@ class AppState:
             return text[: cap - len(note)] + note
 
         values = [at, *(capped(v) for v in (user, action, detail, client_address, outcome))]
-        con = self._connect()
-        try:
-            # BEGIN IMMEDIATE takes the write lock before reading the chain's head, so two processes
-            # appending at once cannot both link to the same previous entry.
-            con.execute("BEGIN IMMEDIATE")
+        # BEGIN IMMEDIATE takes the write lock before reading the chain's head, so two processes
+        # appending at once cannot both link to the same previous entry.
+        with self._write() as con:
             head = con.execute(
                 "SELECT entry_hash FROM audit_log WHERE entry_hash IS NOT NULL ORDER BY id DESC LIMIT 1"
             ).fetchone()
@@ -571,14 +553,7 @@ class AppState:
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [*values, audit_entry_hash(head[0] if head else None, values)],
             )
-            con.execute("COMMIT")
             return int(cursor.lastrowid or 0)
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
 
     def verify_audit_chain(self) -> AuditChainCheck:
         """Recompute the audit log's hash chain from its first entry: an entry changed, removed or
@@ -657,12 +632,9 @@ class AppState:
         SHA-256). Refused while a key of that name is active; a revoked name may be reused."""
         _check_user_name(name)
         key = API_KEY_PREFIX + secrets.token_urlsafe(32)
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
+        with self._write() as con:
             row = con.execute("SELECT revoked_at FROM api_keys WHERE name = ?", [name]).fetchone()
             if row is not None and row[0] is None:
-                con.execute("ROLLBACK")
                 raise AccessError(
                     f"API key '{name}' already exists; revoke it first (`segrisk apikeys revoke {name}`)."
                 )
@@ -670,9 +642,6 @@ class AppState:
                 "INSERT OR REPLACE INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
                 [name, api_key_digest(key), key[: len(API_KEY_PREFIX) + 6], _utc_now(), created_by],
             )
-            con.execute("COMMIT")
-        finally:
-            con.close()
         return key
 
     def revoke_api_key(self, name: str) -> None:
